@@ -1,0 +1,110 @@
+//! The command line: clap definitions only; `settings` turns them into validated `Settings`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// flytube: a private connector that reaches a relay with one outbound SSH connection
+/// and serves the relay's remote forwards from inside the network.
+#[derive(Debug, Parser)]
+#[command(name = "flytube", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Connect to the relay and serve every forward until stopped.
+    Run(Options),
+    /// Print the effective settings (secrets masked) and exit.
+    Config(Options),
+}
+
+/// Output format of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Connection options, shared by every subcommand. Each overrides the YAML file.
+#[derive(Debug, Args, Default)]
+pub struct Options {
+    /// YAML settings file [default: /etc/flytube/flytube.yaml when it exists].
+    #[arg(short = 'c', long, env = "FLYTUBE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Relay to connect to, HOST[:PORT] (port 22 by default).
+    #[arg(long, env = "FLYTUBE_RELAY", value_name = "HOST[:PORT]")]
+    pub relay: Option<String>,
+
+    /// User name on the relay.
+    #[arg(long, env = "FLYTUBE_USER", value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// Private key file (OpenSSH format).
+    #[arg(short = 'i', long, env = "FLYTUBE_IDENTITY", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+
+    /// OpenSSH certificate for the key [default: IDENTITY-cert.pub when it exists].
+    #[arg(long, env = "FLYTUBE_CERTIFICATE", value_name = "FILE")]
+    pub certificate: Option<PathBuf>,
+
+    /// File holding the key's passphrase (or set FLYTUBE_PASSPHRASE).
+    #[arg(long, env = "FLYTUBE_PASSPHRASE_FILE", value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// known_hosts file that lists the relay's host key.
+    #[arg(long, env = "FLYTUBE_KNOWN_HOSTS", value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+
+    /// Pinned SHA256 fingerprint of the relay's host key, as `ssh-keygen -lf` prints it.
+    #[arg(long, env = "FLYTUBE_HOST_KEY_FINGERPRINT", value_name = "SHA256:...")]
+    pub host_key_fingerprint: Option<String>,
+
+    /// Remote forward [BIND:]SOURCE_PORT:TARGET_HOST:TARGET_PORT (repeatable; IPv6 in brackets).
+    #[arg(short = 'R', long = "forward", value_name = "SPEC")]
+    pub forwards: Vec<String>,
+
+    /// Seconds of silence from the relay before flytube probes it.
+    #[arg(long, env = "FLYTUBE_KEEPALIVE_INTERVAL", value_name = "SECS")]
+    pub keepalive_interval: Option<u64>,
+
+    /// Unanswered probes before the session is declared dead and rebuilt.
+    #[arg(long, env = "FLYTUBE_KEEPALIVE_COUNT", value_name = "N")]
+    pub keepalive_count: Option<u32>,
+
+    /// Most forwarded connections served at once; more are refused.
+    #[arg(long, env = "FLYTUBE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// SSH ciphers in order of preference, comma-separated.
+    #[arg(long, env = "FLYTUBE_CIPHERS", value_name = "LIST")]
+    pub ciphers: Option<String>,
+
+    /// More log output (-v debug, -vv trace).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less log output (-q warnings and errors only, -qq errors only).
+    #[arg(short = 'q', long = "quiet", action = clap::ArgAction::Count)]
+    pub quiet: u8,
+
+    /// Log format.
+    #[arg(long, env = "FLYTUBE_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Command {
+    /// The options, whatever the subcommand.
+    pub fn options(&self) -> &Options {
+        match self {
+            Command::Run(o) | Command::Config(o) => o,
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The pump's side of one forwarded connection: its libssh2 channel and the state machine
+//! that moves buffers between that channel and the target's copy threads.
+//!
+//! Only the pump thread ever calls into this module. libssh2's non-blocking rules shape it
+//! (see the notes on libssh2): after EAGAIN the same call must be repeated with the same
+//! bytes, and only one packet may be half-sent per session, so an operation that would
+//! block is always driven to completion (`in_flight`) before anything else on the channel.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{TryRecvError, TrySendError};
+
+use crate::worker::{Down, Link, Up};
+
+/// How long a closing channel waits for the relay's CLOSE before it is dropped anyway.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// libssh2 error codes that mean the whole session is broken, not just one channel.
+const SESSION_FATAL: &[i32] = &[
+    -5,  // KEX_FAILURE
+    -6,  // ALLOC
+    -7,  // SOCKET_SEND
+    -9,  // TIMEOUT
+    -12, // DECRYPT
+    -13, // SOCKET_DISCONNECT
+    -14, // PROTO
+    -30, // SOCKET_TIMEOUT
+    -43, // SOCKET_RECV
+    -44, // ENCRYPT
+    -45, // BAD_SOCKET
+];
+
+/// True when a libssh2 error code means the session itself is gone.
+pub fn is_session_fatal(code: i32) -> bool {
+    SESSION_FATAL.contains(&code)
+}
+
+/// The code of the error libssh2 recorded last (ssh2 turns channel errors into
+/// `io::Error`s that lose it).
+pub fn last_code(session: &ssh2::Session) -> i32 {
+    match ssh2::Error::last_session_error(session).map(|e| e.code()) {
+        Some(ssh2::ErrorCode::Session(code)) => code,
+        _ => 0,
+    }
+}
+
+/// The libssh2 call that returned EAGAIN with its packet half-sent, and so must be
+/// repeated before any other call on this channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Write,
+    Read,
+    Eof,
+    Close,
+}
+
+/// What one step of a connection did.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Something moved or changed state.
+    pub progress: bool,
+    /// The session is broken (libssh2 code and message).
+    pub fatal: Option<String>,
+    /// A libssh2 call would block on sending.
+    pub wants_write: bool,
+}
+
+/// One forwarded connection as the pump sees it.
+pub struct Conn {
+    /// Connection number, for logs.
+    pub id: u64,
+    /// Index of the forward it came through.
+    pub forward: usize,
+    channel: ssh2::Channel,
+    link: Link,
+    target: Option<TcpStream>,
+    target_addr: Option<SocketAddr>,
+    in_flight: Option<Op>,
+    /// Target -> relay: the buffer being written and how much of it is done.
+    pending_up: Option<(Vec<u8>, usize)>,
+    target_eof: bool,
+    eof_sent: bool,
+    /// Relay -> target: messages the full queue did not take yet.
+    stash: VecDeque<Down>,
+    remote_eof: bool,
+    closing_since: Option<Instant>,
+    closed: bool,
+    reason: Option<String>,
+    /// Bytes from the target to the relay.
+    pub bytes_up: u64,
+    /// Bytes from the relay to the target.
+    pub bytes_down: u64,
+    /// When the connection arrived.
+    pub started: Instant,
+    /// When bytes last moved.
+    pub last_activity: Instant,
+}
+
+impl Conn {
+    /// Wraps a freshly accepted channel and its worker's queues.
+    pub fn new(id: u64, forward: usize, channel: ssh2::Channel, link: Link) -> Conn {
+        let now = Instant::now();
+        Conn {
+            id,
+            forward,
+            channel,
+            link,
+            target: None,
+            target_addr: None,
+            in_flight: None,
+            pending_up: None,
+            target_eof: false,
+            eof_sent: false,
+            stash: VecDeque::new(),
+            remote_eof: false,
+            closing_since: None,
+            closed: false,
+            reason: None,
+            bytes_up: 0,
+            bytes_down: 0,
+            started: now,
+            last_activity: now,
+        }
+    }
+
+    /// Finished: the channel is closed and may be dropped without I/O.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// True once the connection is shutting down.
+    pub fn is_closing(&self) -> bool {
+        self.closing_since.is_some()
+    }
+
+    /// True while a libssh2 call of this channel has a half-sent packet.
+    pub fn has_in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Why it ended (or "open").
+    pub fn reason(&self) -> &str {
+        self.reason.as_deref().unwrap_or("open")
+    }
+
+    /// The address the target answered on, once dialed.
+    pub fn target_addr(&self) -> Option<SocketAddr> {
+        self.target_addr
+    }
+
+    /// True when unread relay data is queued in libssh2 for this channel and nothing
+    /// stops us reading it. Does no I/O: used right before the pump sleeps, to catch data
+    /// another channel's call drained off the socket.
+    pub fn has_unread(&self) -> bool {
+        !self.is_closing()
+            && !self.remote_eof
+            && self.stash.is_empty()
+            && self.channel.read_window().available > 0
+    }
+
+    /// Stops the connection: the target socket is shut (its threads end), and the channel
+    /// is closed as soon as any half-sent packet is out.
+    pub fn abort(&mut self, reason: impl Into<String>) {
+        if self.reason.is_none() {
+            self.reason = Some(reason.into());
+        }
+        if let Some(target) = &self.target {
+            let _ = target.shutdown(Shutdown::Both);
+        }
+        self.stash.clear();
+        if self.in_flight != Some(Op::Write) {
+            self.pending_up = None;
+        }
+        if self.closing_since.is_none() {
+            self.closing_since = Some(Instant::now());
+        }
+    }
+
+    /// Moves whatever can move without blocking. `scratch` is the pump's read buffer.
+    pub fn step(&mut self, session: &ssh2::Session, scratch: &mut [u8]) -> Step {
+        let mut step = Step::default();
+        if self.closed {
+            return step;
+        }
+        // A half-sent packet first: no other call on this session can proceed until it is out.
+        if let Some(op) = self.in_flight {
+            match op {
+                Op::Write => self.write_up(session, &mut step),
+                Op::Read => self.read_down(session, scratch, &mut step),
+                Op::Eof => self.send_eof(session, &mut step),
+                Op::Close => self.close(session, &mut step),
+            }
+            if self.in_flight.is_some() || step.fatal.is_some() {
+                return step;
+            }
+        }
+        if self.is_closing() {
+            self.close(session, &mut step);
+            return step;
+        }
+        // Target -> relay.
+        loop {
+            if self.pending_up.is_none() && !self.take_up(&mut step) {
+                break;
+            }
+            if self.pending_up.is_some() {
+                self.write_up(session, &mut step);
+                if self.pending_up.is_some() || step.fatal.is_some() || self.is_closing() {
+                    break;
+                }
+            }
+        }
+        if step.fatal.is_some() || self.in_flight.is_some() {
+            return step;
+        }
+        if self.target_eof && self.pending_up.is_none() && !self.eof_sent && !self.is_closing() {
+            self.send_eof(session, &mut step);
+            if step.fatal.is_some() || self.in_flight.is_some() {
+                return step;
+            }
+        }
+        // Relay -> target.
+        self.flush_stash(&mut step);
+        while !self.is_closing() && !self.remote_eof && self.stash.is_empty() {
+            let before = step.progress;
+            self.read_down(session, scratch, &mut step);
+            if step.fatal.is_some() || self.in_flight.is_some() || step.progress == before {
+                break;
+            }
+        }
+        if step.fatal.is_some() || self.in_flight.is_some() {
+            return step;
+        }
+        // Both directions finished: close.
+        if self.remote_eof && self.eof_sent && self.stash.is_empty() && !self.is_closing() {
+            self.reason.get_or_insert_with(|| "completed".into());
+            self.closing_since = Some(Instant::now());
+            step.progress = true;
+        }
+        if self.is_closing() {
+            self.close(session, &mut step);
+        }
+        step
+    }
+
+    /// Takes one message from the target side; false when there is none.
+    fn take_up(&mut self, step: &mut Step) -> bool {
+        if self.target_eof || self.is_closing() {
+            return false;
+        }
+        match self.link.up.try_recv() {
+            Ok(Up::Connected(stream, addr)) => {
+                log::debug!("conn {}: target answered on {addr}", self.id);
+                self.target = Some(stream);
+                self.target_addr = Some(addr);
+            }
+            Ok(Up::Data(buf)) => self.pending_up = Some((buf, 0)),
+            Ok(Up::Eof) => self.target_eof = true,
+            Ok(Up::DialFailed(why)) => self.abort(format!("target unreachable: {why}")),
+            Ok(Up::Failed(why)) => self.abort(why),
+            Err(TryRecvError::Empty) => return false,
+            Err(TryRecvError::Disconnected) => self.abort("target worker ended"),
+        }
+        step.progress = true;
+        true
+    }
+
+    fn write_up(&mut self, session: &ssh2::Session, step: &mut Step) {
+        let Some((buf, offset)) = self.pending_up.as_mut() else {
+            self.in_flight = None;
+            return;
+        };
+        match self.channel.write(&buf[*offset..]) {
+            // Ok(0): the relay's window is shut; libssh2 waits for an inbound adjust.
+            Ok(0) => self.in_flight = None,
+            Ok(n) => {
+                self.in_flight = None;
+                *offset += n;
+                self.bytes_up += n as u64;
+                self.last_activity = Instant::now();
+                step.progress = true;
+                if *offset == buf.len() {
+                    self.pending_up = None;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.note_would_block(session, Op::Write, step)
+            }
+            Err(e) => {
+                self.in_flight = None;
+                self.pending_up = None;
+                self.channel_error(session, "write to relay channel", &e.to_string(), step);
+            }
+        }
+    }
+
+    fn read_down(&mut self, session: &ssh2::Session, scratch: &mut [u8], step: &mut Step) {
+        match self.channel.read(scratch) {
+            Ok(0) => {
+                self.in_flight = None;
+                self.remote_eof = true;
+                self.stash.push_back(Down::Eof);
+                self.flush_stash(step);
+                step.progress = true;
+            }
+            Ok(n) => {
+                self.in_flight = None;
+                self.bytes_down += n as u64;
+                self.last_activity = Instant::now();
+                if !self.is_closing() {
+                    self.stash.push_back(Down::Data(scratch[..n].to_vec()));
+                    self.flush_stash(step);
+                }
+                step.progress = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.note_would_block(session, Op::Read, step)
+            }
+            Err(e) => {
+                self.in_flight = None;
+                self.channel_error(session, "read from relay channel", &e.to_string(), step);
+            }
+        }
+    }
+
+    fn send_eof(&mut self, session: &ssh2::Session, step: &mut Step) {
+        match self.channel.send_eof() {
+            Ok(()) => {
+                self.in_flight = None;
+                self.eof_sent = true;
+                step.progress = true;
+            }
+            Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {
+                self.note_would_block(session, Op::Eof, step)
+            }
+            Err(e) => {
+                self.in_flight = None;
+                self.channel_error(session, "send EOF to relay", e.message(), step);
+            }
+        }
+    }
+
+    fn close(&mut self, session: &ssh2::Session, step: &mut Step) {
+        match self.channel.close() {
+            Ok(()) => {
+                self.in_flight = None;
+                self.closed = true;
+                step.progress = true;
+            }
+            Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {
+                let overdue = self
+                    .closing_since
+                    .is_some_and(|since| since.elapsed() > CLOSE_GRACE);
+                self.note_would_block(session, Op::Close, step);
+                if overdue && self.in_flight.is_none() {
+                    // CLOSE is out; the relay never answered. Dropping frees without I/O.
+                    self.closed = true;
+                    step.progress = true;
+                }
+            }
+            Err(e) => {
+                self.in_flight = None;
+                self.closed = true;
+                step.progress = true;
+                if is_session_fatal(last_code(session)) {
+                    step.fatal = Some(format!("close channel: {}", e.message()));
+                }
+            }
+        }
+    }
+
+    /// EAGAIN: if libssh2 is waiting to send, our packet is half-out and this exact call
+    /// must be repeated first (rules 1, 2 and 4 of the libssh2 notes).
+    fn note_would_block(&mut self, session: &ssh2::Session, op: Op, step: &mut Step) {
+        let outbound = matches!(
+            session.block_directions(),
+            ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
+        );
+        if outbound {
+            self.in_flight = Some(op);
+            step.wants_write = true;
+        } else {
+            self.in_flight = None;
+        }
+    }
+
+    fn channel_error(
+        &mut self,
+        session: &ssh2::Session,
+        what: &str,
+        message: &str,
+        step: &mut Step,
+    ) {
+        let code = last_code(session);
+        if is_session_fatal(code) {
+            step.fatal = Some(format!("{what}: {message}"));
+        } else {
+            self.abort(format!("{what}: {message}"));
+        }
+        step.progress = true;
+    }
+
+    fn flush_stash(&mut self, step: &mut Step) {
+        while let Some(message) = self.stash.pop_front() {
+            match self.link.try_send_down(message) {
+                Ok(()) => step.progress = true,
+                Err(TrySendError::Full(message)) => {
+                    self.stash.push_front(message);
+                    return;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    // The writer is gone before the end of the stream: the target failed or
+                    // was never reached (the worker's own message, if first, named why).
+                    self.stash.clear();
+                    self.abort("target stopped taking data");
+                    step.progress = true;
+                    return;
+                }
+            }
+        }
+    }
+}

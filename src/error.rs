@@ -1,0 +1,128 @@
+//! The one error type of flytube: every message names the phase that failed and the peer.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Exit code for a configuration error (sysexits `EX_CONFIG`).
+pub const EXIT_CONFIG: i32 = 78;
+/// Exit code for a security refusal: the relay's host key did not verify, or the relay
+/// rejected our key on the first attempt (sysexits `EX_NOPERM`).
+pub const EXIT_NOPERM: i32 = 77;
+/// Exit code for `flytube check` when a step of the path is broken (sysexits `EX_UNAVAILABLE`).
+pub const EXIT_UNAVAILABLE: i32 = 69;
+/// Exit code for anything else that stopped flytube.
+pub const EXIT_OTHER: i32 = 1;
+
+/// Everything that can stop a phase of flytube.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The settings are invalid; nothing was started.
+    Config(String),
+    /// A file named in the settings could not be read.
+    File {
+        /// What the file is for ("identity", "known_hosts", ...).
+        role: &'static str,
+        /// The path as configured.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: io::Error,
+    },
+    /// The relay name did not resolve or no TCP connection could be made.
+    Connect {
+        /// `host:port` of the relay.
+        relay: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The SSH handshake with the relay failed.
+    Handshake {
+        /// `host:port` of the relay.
+        relay: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The relay presented a host key that the settings do not trust.
+    HostKey {
+        /// `host:port` of the relay.
+        relay: String,
+        /// What was presented and what was expected.
+        detail: String,
+    },
+    /// The relay rejected our key or certificate.
+    Auth {
+        /// `user@host:port`.
+        relay: String,
+        /// What was offered and what the relay said.
+        detail: String,
+    },
+    /// The established session broke.
+    Session {
+        /// `host:port` of the relay.
+        relay: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A local resource (thread, socket pair) could not be created.
+    Local(String),
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::File { .. } => EXIT_CONFIG,
+            Error::HostKey { .. } | Error::Auth { .. } => EXIT_NOPERM,
+            _ => EXIT_OTHER,
+        }
+    }
+
+    /// True for errors that another attempt cannot fix without a human
+    /// (bad settings, an untrusted relay).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Error::Config(_) | Error::File { .. } | Error::HostKey { .. }
+        )
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(msg) => write!(f, "configuration: {msg}"),
+            Error::File { role, path, source } => {
+                write!(
+                    f,
+                    "configuration: cannot read {role} file {}: {source}",
+                    path.display()
+                )
+            }
+            Error::Connect { relay, detail } => write!(f, "connect to relay {relay}: {detail}"),
+            Error::Handshake { relay, detail } => {
+                write!(f, "ssh handshake with relay {relay}: {detail}")
+            }
+            Error::HostKey { relay, detail } => {
+                write!(f, "host key of relay {relay} is not trusted: {detail}")
+            }
+            Error::Auth { relay, detail } => {
+                write!(f, "authentication failed as {relay}: {detail}")
+            }
+            Error::Session { relay, detail } => write!(f, "session with relay {relay}: {detail}"),
+            Error::Local(msg) => write!(f, "local: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::File { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Shorthand used throughout the crate.
+pub type Result<T> = std::result::Result<T, Error>;

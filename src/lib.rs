@@ -1,0 +1,32 @@
+//! flytube: a private connector daemon. It opens one outbound SSH connection to a relay,
+//! asks for remote port forwards, and serves every forwarded connection by dialing its
+//! target from inside the network.
+//!
+//! Shape: `settings` validates everything first; the `supervisor` connects through `relay`
+//! and runs the `pump`, the single owner of the libssh2 session, which hands each
+//! connection to a `worker` (two copy threads, target side) and is guarded by the
+//! `watchdog`.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod backoff;
+pub mod base64;
+pub mod cli;
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod forward;
+pub mod hostkey;
+pub mod logging;
+pub mod pump;
+pub mod relay;
+pub mod settings;
+pub mod supervisor;
+#[allow(unsafe_code)]
+pub mod wake;
+pub mod watchdog;
+pub mod worker;
+
+pub use error::{Error, Result};
+pub use settings::Settings;

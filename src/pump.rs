@@ -1,0 +1,544 @@
+//! The pump: the one thread that owns the non-blocking libssh2 session, its listeners
+//! and every channel. It accepts forwarded connections, moves buffers between channels and
+//! copy threads, re-requests refused forwards, probes a quiet relay, and drains on stop.
+//!
+//! Why one owner: ssh2 puts one mutex around the session, so a blocking call on one
+//! channel stalls every other one, and threads that poll the socket themselves lose
+//! wake-ups because any libssh2 call drains packets for all channels (libssh2 notes §2).
+
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::backoff::Backoff;
+use crate::conn::{Conn, is_session_fatal};
+use crate::forward::ForwardSpec;
+use crate::settings::Settings;
+use crate::wake::{self, Interest, WakeReceiver, Waker};
+use crate::watchdog::Liveness;
+use crate::worker::{self, Link, TargetPlan, ThreadCount};
+
+/// Longest sleep when nothing is due: housekeeping (idle limits, drain, close grace) runs
+/// at least this often.
+const TICK: Duration = Duration::from_secs(1);
+/// Sleep cap after EAGAIN with no block direction (libssh2 #1672: a half-sent packet of
+/// another call; retried soon).
+const RETRY_SOON: Duration = Duration::from_millis(50);
+/// Limit on one blocking control request (forward request or cancel, disconnect) while the
+/// session is otherwise non-blocking.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long closing channels get after the drain before the session is cut.
+const FINAL_CLOSE: Duration = Duration::from_secs(2);
+/// Size of the pump's channel read buffer: libssh2 fills it from several queued packets.
+const SCRATCH: usize = 64 * 1024;
+
+/// Why the pump returned.
+#[derive(Debug)]
+pub enum PumpEnd {
+    /// Stopped on request, after the drain.
+    Stopped,
+    /// The session broke; reconnect.
+    Lost(String),
+}
+
+/// One configured forward on this session.
+struct Slot {
+    spec: ForwardSpec,
+    listener: Option<ssh2::Listener>,
+    retry_at: Option<Instant>,
+    backoff: Backoff,
+}
+
+/// The liveness probe: a "session" channel open. Whatever the answer (confirmation or
+/// refusal), libssh2 consumes it itself, so unlike keepalive@ requests nothing piles up in
+/// its packet queue or poisons later forward requests (libssh2 notes §4, §13).
+enum Probe {
+    Idle,
+    Opening,
+    Closing(ssh2::Channel),
+}
+
+/// Everything the pump owns for one session.
+pub struct Pump<'a> {
+    settings: &'a Settings,
+    session: ssh2::Session,
+    socket: TcpStream,
+    slots: Vec<Slot>,
+    conns: Vec<Conn>,
+    waker: Waker,
+    wake_rx: &'a mut WakeReceiver,
+    stop: Arc<AtomicBool>,
+    liveness: Arc<Liveness>,
+    threads: ThreadCount,
+    next_id: &'a mut u64,
+    scratch: Vec<u8>,
+    probe: Probe,
+    probe_in_flight: bool,
+    last_probe: Instant,
+    drain_started: Option<Instant>,
+    refused: u64,
+}
+
+/// What the supervisor hands the pump.
+pub struct PumpParts<'a> {
+    /// Validated settings.
+    pub settings: &'a Settings,
+    /// Authenticated session, blocking mode.
+    pub session: ssh2::Session,
+    /// Clone of the session socket (poll and shutdown only).
+    pub socket: TcpStream,
+    /// Rings the pump.
+    pub waker: Waker,
+    /// The pump's end of the wake line.
+    pub wake_rx: &'a mut WakeReceiver,
+    /// Set on SIGINT/SIGTERM.
+    pub stop: Arc<AtomicBool>,
+    /// Shared with the watchdog.
+    pub liveness: Arc<Liveness>,
+    /// Live copy threads.
+    pub threads: ThreadCount,
+    /// Connection numbering, kept across sessions.
+    pub next_id: &'a mut u64,
+}
+
+impl<'a> Pump<'a> {
+    /// Prepares the pump for a fresh session.
+    pub fn new(parts: PumpParts<'a>) -> Pump<'a> {
+        let settings = parts.settings;
+        let slots = settings
+            .forwards
+            .iter()
+            .map(|spec| Slot {
+                spec: spec.clone(),
+                listener: None,
+                retry_at: Some(Instant::now()),
+                backoff: Backoff::new(settings.reconnect_initial, settings.reconnect_max),
+            })
+            .collect();
+        Pump {
+            settings,
+            session: parts.session,
+            socket: parts.socket,
+            slots,
+            conns: Vec::new(),
+            waker: parts.waker,
+            wake_rx: parts.wake_rx,
+            stop: parts.stop,
+            liveness: parts.liveness,
+            threads: parts.threads,
+            next_id: parts.next_id,
+            scratch: vec![0u8; SCRATCH],
+            probe: Probe::Idle,
+            probe_in_flight: false,
+            last_probe: Instant::now(),
+            drain_started: None,
+            refused: 0,
+        }
+    }
+
+    /// Serves until stopped or until the session breaks. On return every channel has been
+    /// closed or the socket shut down, so dropping the session does no blocking I/O.
+    pub fn run(mut self) -> PumpEnd {
+        self.liveness.touch();
+        let end = self.serve();
+        if let PumpEnd::Lost(reason) = &end {
+            self.teardown(reason);
+        }
+        self.liveness.end();
+        end
+    }
+
+    fn serve(&mut self) -> PumpEnd {
+        if let Err(reason) = self.request_due_forwards() {
+            return PumpEnd::Lost(reason);
+        }
+        if self.slots.iter().all(|s| s.listener.is_none()) && !self.slots.is_empty() {
+            log::warn!("no forward is serving yet; retrying the refused ones");
+        }
+        self.session.set_blocking(false);
+        loop {
+            self.wake_rx.clear();
+            if self.stop.load(Ordering::SeqCst) && self.drain_started.is_none()
+                && let Err(reason) = self.begin_drain() {
+                    return PumpEnd::Lost(reason);
+                }
+            let mut pass = Pass::default();
+            if let Err(reason) = self.one_pass(&mut pass) {
+                return PumpEnd::Lost(reason);
+            }
+            if pass.moved {
+                self.liveness.touch();
+            }
+            if let Some(started) = self.drain_started {
+                if self.conns.is_empty() {
+                    self.finish();
+                    return PumpEnd::Stopped;
+                }
+                let limit = self.settings.drain_timeout;
+                if started.elapsed() >= limit + FINAL_CLOSE {
+                    log::warn!(
+                        "stopping: {} connection(s) still closing; cutting the session",
+                        self.conns.len()
+                    );
+                    self.teardown("flytube stopped");
+                    return PumpEnd::Stopped;
+                }
+                if started.elapsed() >= limit {
+                    for conn in self.conns.iter_mut().filter(|c| !c.is_closing()) {
+                        conn.abort(format!("drain limit {}s reached", limit.as_secs()));
+                        pass.progress = true;
+                    }
+                }
+            }
+            if pass.progress {
+                continue;
+            }
+            // Data another channel's call drained off the socket sits in libssh2's queue and
+            // will not make the socket readable again: look before sleeping.
+            if self.conns.iter().any(Conn::has_unread) {
+                continue;
+            }
+            let timeout = self.sleep_limit(&pass);
+            let interest = Interest {
+                read: true,
+                write: pass.wants_write,
+            };
+            match wake::wait(self.socket.as_raw_fd(), interest, self.wake_rx, timeout) {
+                Ok(ready) if ready.socket_readable => self.liveness.touch(),
+                Ok(_) => {}
+                Err(e) => return PumpEnd::Lost(format!("poll failed: {e}")),
+            }
+            if self.liveness.tripped() {
+                return PumpEnd::Lost(format!(
+                    "no answer from the relay for {}s",
+                    self.liveness.silence().as_secs()
+                ));
+            }
+        }
+    }
+
+    /// One round over every listener, forward, connection and the probe.
+    fn one_pass(&mut self, pass: &mut Pass) -> Result<(), String> {
+        self.accept_all(pass)?;
+        if self.drain_started.is_none() && self.quiet() {
+            self.request_due_forwards()?;
+        }
+        let mut index = 0;
+        while index < self.conns.len() {
+            let conn = &mut self.conns[index];
+            let step = conn.step(&self.session, &mut self.scratch);
+            if let Some(fatal) = step.fatal {
+                return Err(fatal);
+            }
+            pass.progress |= step.progress;
+            pass.moved |= step.progress;
+            pass.wants_write |= step.wants_write;
+            if let Some(idle) = self.settings.idle_timeout
+                && !conn.is_closing() && conn.last_activity.elapsed() > idle {
+                    conn.abort(format!("idle for {}s", idle.as_secs()));
+                    pass.progress = true;
+                }
+            if conn.is_closed() {
+                let conn = self.conns.swap_remove(index);
+                self.log_closed(&conn);
+                continue;
+            }
+            index += 1;
+        }
+        self.step_probe(pass)?;
+        Ok(())
+    }
+
+    /// Takes every queued forwarded connection off every listener.
+    fn accept_all(&mut self, pass: &mut Pass) -> Result<(), String> {
+        for forward in 0..self.slots.len() {
+            while let Some(listener) = self.slots[forward].listener.as_mut() {
+                match listener.accept() {
+                    Ok(channel) => {
+                        pass.progress = true;
+                        pass.moved = true;
+                        self.admit(forward, channel);
+                    }
+                    Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => break,
+                    Err(e) => {
+                        // "Channel not found" here means the transport failed (notes §3.2).
+                        return Err(format!(
+                            "accept on forward {}: {}",
+                            self.slots[forward].spec,
+                            e.message()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts serving one accepted channel, or refuses it past the connection limit.
+    fn admit(&mut self, forward: usize, channel: ssh2::Channel) {
+        *self.next_id += 1;
+        let id = *self.next_id;
+        let spec = &self.slots[forward].spec;
+        let limit = self.settings.max_connections;
+        let live = self.conns.iter().filter(|c| !c.is_closing()).count();
+        if live >= limit || self.drain_started.is_some() {
+            self.refused += 1;
+            let why = if self.drain_started.is_some() {
+                "refused: flytube is stopping".to_string()
+            } else {
+                format!(
+                    "refused: {limit} connections already open (limits.max_connections); {} refused so far",
+                    self.refused
+                )
+            };
+            let mut conn = Conn::new(id, forward, channel, Link::closed());
+            conn.abort(why);
+            self.conns.push(conn);
+            return;
+        }
+        let plan = TargetPlan {
+            host: spec.target_host.clone(),
+            port: spec.target_port,
+            connect_timeout: self.settings.target_connect_timeout,
+        };
+        log::debug!("conn {id}: new on {spec}");
+        match worker::spawn(id, plan, self.waker.clone(), self.threads.clone()) {
+            Ok(link) => self.conns.push(Conn::new(id, forward, channel, link)),
+            Err(e) => {
+                let mut conn = Conn::new(id, forward, channel, Link::closed());
+                conn.abort(format!("refused: cannot start a thread: {e}"));
+                self.conns.push(conn);
+            }
+        }
+    }
+
+    fn log_closed(&self, conn: &Conn) {
+        let spec = &self.slots[conn.forward].spec;
+        let target = conn
+            .target_addr()
+            .map_or_else(|| spec.target(), |a| a.to_string());
+        log::info!(
+            "conn {} closed: forward {} via {target}, up {} B, down {} B, {:.3}s, {}",
+            conn.id,
+            spec,
+            conn.bytes_up,
+            conn.bytes_down,
+            conn.started.elapsed().as_secs_f64(),
+            conn.reason()
+        );
+    }
+
+    /// True when no call has a half-sent packet, so a blocking control request can go out
+    /// without colliding with it (libssh2 allows one partial packet per session).
+    fn quiet(&self) -> bool {
+        !self.probe_in_flight && self.conns.iter().all(|c| !c.has_in_flight())
+    }
+
+    /// Requests every forward that is not serving and whose retry time has come. Runs in
+    /// blocking mode under a timeout: a rare control exchange, and the pump is the only
+    /// user of the session.
+    fn request_due_forwards(&mut self) -> Result<(), String> {
+        let now = Instant::now();
+        let due: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| {
+                self.slots[i].listener.is_none() && self.slots[i].retry_at.is_some_and(|t| t <= now)
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        self.session.set_blocking(true);
+        self.session.set_timeout(CONTROL_TIMEOUT.as_millis() as u32);
+        let mut result = Ok(());
+        for i in due {
+            let slot = &mut self.slots[i];
+            match self.session.channel_forward_listen(
+                slot.spec.source_port,
+                Some(slot.spec.bind_address()),
+                None,
+            ) {
+                Ok((listener, _bound)) => {
+                    log::info!("forward {} serving", slot.spec);
+                    slot.listener = Some(listener);
+                    slot.retry_at = None;
+                    slot.backoff.reset();
+                }
+                Err(e) if e.code() == ssh2::ErrorCode::Session(-32) => {
+                    let delay = slot.backoff.next_delay();
+                    slot.retry_at = Some(Instant::now() + delay);
+                    log::warn!(
+                        "relay refused forward {}: the port is in use or not permitted for this \
+                         user; retrying in {:.1}s (if an earlier flytube session still holds \
+                         the port, the relay frees it once its ClientAliveInterval x \
+                         ClientAliveCountMax runs out)",
+                        slot.spec,
+                        delay.as_secs_f64()
+                    );
+                }
+                Err(e) => {
+                    result = Err(format!("request forward {}: {}", slot.spec, e.message()));
+                    break;
+                }
+            }
+        }
+        self.session.set_blocking(false);
+        result
+    }
+
+    /// Probes the relay when it has been quiet for a keepalive interval.
+    fn step_probe(&mut self, pass: &mut Pass) -> Result<(), String> {
+        let interval = self.settings.keepalive_interval;
+        if let Probe::Idle = self.probe {
+            if self.liveness.silence() < interval || self.last_probe.elapsed() < interval {
+                return Ok(());
+            }
+            log::debug!(
+                "relay quiet for {}s: probing",
+                self.liveness.silence().as_secs()
+            );
+            self.last_probe = Instant::now();
+            self.probe = Probe::Opening;
+        }
+        if let Probe::Opening = self.probe {
+            match self.session.channel_session() {
+                Ok(channel) => self.probe = Probe::Closing(channel),
+                Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {
+                    self.note_probe_block(pass);
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.probe_in_flight = false;
+                    self.probe = Probe::Idle;
+                    if let ssh2::ErrorCode::Session(code) = e.code()
+                        && is_session_fatal(code) {
+                            return Err(format!("liveness probe: {}", e.message()));
+                        }
+                    // A refusal is an answer too: the relay is alive.
+                    log::trace!("probe refused by relay: {}", e.message());
+                    return Ok(());
+                }
+            }
+        }
+        if let Probe::Closing(channel) = &mut self.probe {
+            match channel.close() {
+                Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => self.note_probe_block(pass),
+                _ => {
+                    self.probe_in_flight = false;
+                    self.probe = Probe::Idle;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn note_probe_block(&mut self, pass: &mut Pass) {
+        self.probe_in_flight = matches!(
+            self.session.block_directions(),
+            ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
+        );
+        pass.wants_write |= self.probe_in_flight;
+    }
+
+    /// SIGINT/SIGTERM: stop taking connections and cancel the forwards, then let the
+    /// connections in flight finish (up to the drain limit).
+    fn begin_drain(&mut self) -> Result<(), String> {
+        self.drain_started = Some(Instant::now());
+        log::info!(
+            "stopping: cancelling forwards, {} connection(s) get up to {}s to finish",
+            self.conns.len(),
+            self.settings.drain_timeout.as_secs()
+        );
+        self.settle_in_flight()?;
+        self.session.set_blocking(true);
+        self.session.set_timeout(CONTROL_TIMEOUT.as_millis() as u32);
+        for slot in &mut self.slots {
+            // Dropping a Listener sends cancel-tcpip-forward; blocking, so it is not cut short.
+            drop(slot.listener.take());
+            slot.retry_at = None;
+        }
+        self.session.set_blocking(false);
+        Ok(())
+    }
+
+    /// Pushes out any half-sent packet before a blocking control request.
+    fn settle_in_flight(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + CONTROL_TIMEOUT;
+        while !self.quiet() {
+            if Instant::now() > deadline {
+                return Err("a packet stayed half-sent for 10s".into());
+            }
+            let mut pass = Pass::default();
+            self.one_pass(&mut pass)?;
+            if !pass.progress {
+                let interest = Interest {
+                    read: true,
+                    write: true,
+                };
+                wake::wait(self.socket.as_raw_fd(), interest, self.wake_rx, RETRY_SOON)
+                    .map_err(|e| format!("poll failed: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Clean end after the drain: say goodbye to the relay, then close the socket.
+    fn finish(&mut self) {
+        if self.settle_in_flight().is_ok() {
+            self.session.set_blocking(true);
+            self.session.set_timeout(2000);
+            let _ = self.session.disconnect(
+                Some(ssh2::DisconnectCode::ByApplication),
+                "flytube stopping",
+                None,
+            );
+        }
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+        log::info!("stopped");
+    }
+
+    /// The session is gone: end every connection, then cut the socket so that dropping the
+    /// libssh2 objects does no I/O.
+    fn teardown(&mut self, reason: &str) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+        for conn in &mut self.conns {
+            conn.abort(format!("session lost: {reason}"));
+        }
+        for conn in std::mem::take(&mut self.conns) {
+            self.log_closed(&conn);
+        }
+        for slot in &mut self.slots {
+            drop(slot.listener.take());
+        }
+        self.probe = Probe::Idle;
+    }
+
+    fn sleep_limit(&self, pass: &Pass) -> Duration {
+        let now = Instant::now();
+        let mut limit = TICK;
+        let interval = self.settings.keepalive_interval;
+        let probe_due = interval.saturating_sub(self.liveness.silence());
+        limit = limit.min(probe_due.max(Duration::from_millis(10)));
+        for slot in &self.slots {
+            if let (None, Some(at)) = (&slot.listener, slot.retry_at) {
+                limit = limit.min(at.saturating_duration_since(now));
+            }
+        }
+        if pass.wants_write || !matches!(self.probe, Probe::Idle) {
+            limit = limit.min(RETRY_SOON);
+        }
+        limit
+    }
+}
+
+/// What one pass saw.
+#[derive(Default)]
+struct Pass {
+    /// Anything changed: run another pass before sleeping.
+    progress: bool,
+    /// Bytes or connections arrived or left: the relay is alive.
+    moved: bool,
+    /// Some call waits for the socket to take more data.
+    wants_write: bool,
+}

@@ -1,0 +1,188 @@
+//! The supervisor: connects, runs the pump on each session, and reconnects with backoff
+//! until stopped. It decides which failures are retried and which end the process.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::backoff::Backoff;
+use crate::error::{Error, Result};
+use crate::pump::{Pump, PumpEnd, PumpParts};
+use crate::relay;
+use crate::settings::Settings;
+use crate::wake::{self, Interest, WakeReceiver, Waker};
+use crate::watchdog::{self, Liveness};
+use crate::worker::ThreadCount;
+
+/// A session that lasted this long resets the reconnect backoff.
+pub const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// The stop flag and the line that wakes whoever is sleeping.
+#[derive(Clone)]
+pub struct StopHandle {
+    flag: Arc<AtomicBool>,
+    waker: Waker,
+}
+
+impl StopHandle {
+    /// Asks flytube to stop (signal handlers call this).
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.waker.wake();
+    }
+
+    /// True once a stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
+/// Runs the tunnel until stopped.
+pub struct Supervisor {
+    settings: Settings,
+    stop: StopHandle,
+    waker: Waker,
+    wake_rx: WakeReceiver,
+    threads: ThreadCount,
+}
+
+impl Supervisor {
+    /// Prepares the supervisor; nothing connects yet.
+    pub fn new(settings: Settings) -> Result<Supervisor> {
+        let (waker, wake_rx) = wake::wake_pair()
+            .map_err(|e| Error::Local(format!("cannot create wake socket: {e}")))?;
+        let stop = StopHandle {
+            flag: Arc::new(AtomicBool::new(false)),
+            waker: waker.clone(),
+        };
+        Ok(Supervisor {
+            settings,
+            stop,
+            waker,
+            wake_rx,
+            threads: ThreadCount::default(),
+        })
+    }
+
+    /// The handle signal handlers use.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Connects and serves, reconnecting after every failure that another attempt can fix.
+    ///
+    /// Policy: configuration errors and a relay host key that does not verify end the
+    /// process at once (exit 78 and 77): retrying cannot fix them and a changed host key
+    /// needs a human. A rejected key or certificate ends the process if the relay never
+    /// accepted it in this run (exit 77: a setup mistake); once a session has been up, it
+    /// is retried at the backoff cap with an error logged each time, since a relay-side
+    /// change or a certificate renewal fixes it without a restart. Everything else (DNS,
+    /// refused or timed-out connections, broken sessions) is retried with backoff forever.
+    pub fn run(mut self) -> Result<()> {
+        let settings = self.settings.clone();
+        let mut backoff = Backoff::new(settings.reconnect_initial, settings.reconnect_max);
+        let mut ever_up = false;
+        let mut next_id = 0u64;
+        log::info!(
+            "flytube {} starting: relay {} as {}, {} forward(s)",
+            env!("CARGO_PKG_VERSION"),
+            settings.relay(),
+            settings.user,
+            settings.forwards.len()
+        );
+        while !self.stop.is_stopped() {
+            let delay = match relay::connect(&settings) {
+                Ok((connected, negotiated)) => {
+                    ever_up = true;
+                    log::info!(
+                        "connected to relay {} ({}): {}, kex {}, cipher {}, host key {} {}",
+                        settings.relay(),
+                        connected.peer,
+                        negotiated.banner,
+                        negotiated.kex,
+                        negotiated.cipher,
+                        negotiated.host_key.key_type,
+                        negotiated.host_key.fingerprint()
+                    );
+                    let started = Instant::now();
+                    let liveness = Liveness::new();
+                    let limit = settings.keepalive_interval * settings.keepalive_count;
+                    match connected.control.try_clone() {
+                        Ok(socket) => {
+                            watchdog::spawn(liveness.clone(), socket, limit, settings.relay())
+                        }
+                        Err(e) => {
+                            log::error!("cannot clone the relay socket for the watchdog: {e}")
+                        }
+                    }
+                    let pump = Pump::new(PumpParts {
+                        settings: &settings,
+                        session: connected.session,
+                        socket: connected.control,
+                        waker: self.waker.clone(),
+                        wake_rx: &mut self.wake_rx,
+                        stop: self.stop.flag.clone(),
+                        liveness,
+                        threads: self.threads.clone(),
+                        next_id: &mut next_id,
+                    });
+                    match pump.run() {
+                        PumpEnd::Stopped => return Ok(()),
+                        PumpEnd::Lost(reason) => {
+                            if started.elapsed() >= STABLE_AFTER {
+                                backoff.reset();
+                            }
+                            let delay = backoff.next_delay();
+                            log::warn!(
+                                "tunnel down after {}s: {reason}; reconnecting in {:.1}s",
+                                started.elapsed().as_secs(),
+                                delay.as_secs_f64()
+                            );
+                            delay
+                        }
+                    }
+                }
+                Err(e) if e.is_permanent() => {
+                    log::error!("{e}");
+                    return Err(e);
+                }
+                Err(e @ Error::Auth { .. }) if !ever_up => {
+                    log::error!("{e}");
+                    return Err(e);
+                }
+                Err(e @ Error::Auth { .. }) => {
+                    let delay = settings.reconnect_max;
+                    log::error!("{e}; retrying in {}s", delay.as_secs());
+                    delay
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    log::warn!("{e}; retrying in {:.1}s", delay.as_secs_f64());
+                    delay
+                }
+            };
+            self.sleep(delay);
+        }
+        log::info!("stopped");
+        Ok(())
+    }
+
+    /// Sleeps, but returns at once when a stop is asked for.
+    fn sleep(&mut self, delay: Duration) {
+        let until = Instant::now() + delay;
+        while !self.stop.is_stopped() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            self.wake_rx.clear();
+            let none = Interest {
+                read: false,
+                write: false,
+            };
+            if wake::wait(-1, none, &self.wake_rx, left).is_err() {
+                std::thread::sleep(left.min(Duration::from_millis(100)));
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The pump's wake-up line and its poll(2) wait: the one module with `unsafe` code.
+//!
+//! Copy threads never touch libssh2; when they hand the pump a buffer (or take one), they
+//! ring the `Waker`. The pump sleeps in `wait` on two fds: the relay socket and the wake
+//! socket. A flag coalesces rings, so a busy connection costs one syscall per pump pass,
+//! not one per buffer.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The sending half: cheap to clone, used by any thread.
+#[derive(Clone)]
+pub struct Waker {
+    inner: Arc<WakerInner>,
+}
+
+struct WakerInner {
+    pending: AtomicBool,
+    tx: UnixStream,
+}
+
+/// The receiving half, owned by the pump.
+pub struct WakeReceiver {
+    inner: Arc<WakerInner>,
+    rx: UnixStream,
+}
+
+/// A new wake line.
+pub fn wake_pair() -> io::Result<(Waker, WakeReceiver)> {
+    let (tx, rx) = UnixStream::pair()?;
+    tx.set_nonblocking(true)?;
+    rx.set_nonblocking(true)?;
+    let inner = Arc::new(WakerInner {
+        pending: AtomicBool::new(false),
+        tx,
+    });
+    Ok((
+        Waker {
+            inner: inner.clone(),
+        },
+        WakeReceiver { inner, rx },
+    ))
+}
+
+impl Waker {
+    /// Makes the pump's next (or current) wait return.
+    pub fn wake(&self) {
+        if !self.inner.pending.swap(true, Ordering::SeqCst) {
+            // A full socket buffer already means "wake up"; nothing to do on WouldBlock.
+            let _ = (&self.inner.tx).write(&[1]);
+        }
+    }
+}
+
+impl WakeReceiver {
+    /// Clears pending rings. Call before looking at the queues, so a ring that arrives
+    /// after the look makes the next wait return.
+    pub fn clear(&mut self) {
+        self.inner.pending.store(false, Ordering::SeqCst);
+        let mut sink = [0u8; 64];
+        while let Ok(n) = self.rx.read(&mut sink) {
+            if n < sink.len() {
+                break;
+            }
+        }
+    }
+}
+
+/// Which way the relay socket must become ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interest {
+    /// Wait for readable.
+    pub read: bool,
+    /// Wait for writable.
+    pub write: bool,
+}
+
+/// What the wait saw.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Readiness {
+    /// The relay socket is readable (or has an error/hang-up to report).
+    pub socket_readable: bool,
+    /// A copy thread or the signal handler rang.
+    pub woken: bool,
+}
+
+/// Sleeps until the socket is ready as asked, the waker rings, or the timeout passes.
+pub fn wait(
+    socket: RawFd,
+    interest: Interest,
+    wake: &WakeReceiver,
+    timeout: Duration,
+) -> io::Result<Readiness> {
+    let mut events: libc::c_short = 0;
+    if interest.read {
+        events |= libc::POLLIN;
+    }
+    if interest.write {
+        events |= libc::POLLOUT;
+    }
+    let mut fds = [
+        libc::pollfd {
+            fd: socket,
+            events,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.rx.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let timeout_ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `fds` is a valid, initialised array of two pollfd structs that lives for the
+    // whole call, and its length is passed alongside it.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(Readiness::default());
+        }
+        return Err(err);
+    }
+    let bad = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+    Ok(Readiness {
+        socket_readable: fds[0].revents & (libc::POLLIN | bad) != 0,
+        woken: fds[1].revents & libc::POLLIN != 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn ring_wakes_a_wait_and_clear_resets_it() {
+        let (waker, mut rx) = wake_pair().unwrap();
+        let (a, _b) = UnixStream::pair().unwrap();
+        let none = Interest {
+            read: true,
+            write: false,
+        };
+        let started = Instant::now();
+        let r = wait(a.as_raw_fd(), none, &rx, Duration::from_millis(50)).unwrap();
+        assert!(!r.woken && started.elapsed() >= Duration::from_millis(40));
+        let w = waker.clone();
+        std::thread::spawn(move || w.wake());
+        let r = wait(a.as_raw_fd(), none, &rx, Duration::from_secs(5)).unwrap();
+        assert!(r.woken);
+        rx.clear();
+        let r = wait(a.as_raw_fd(), none, &rx, Duration::from_millis(10)).unwrap();
+        assert!(!r.woken);
+        // After clear, a new ring writes again.
+        waker.wake();
+        let r = wait(a.as_raw_fd(), none, &rx, Duration::from_secs(5)).unwrap();
+        assert!(r.woken);
+    }
+}

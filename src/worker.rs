@@ -1,0 +1,289 @@
+//! The target side of one forwarded connection: a worker thread dials the target, then
+//! reads it (target -> pump) while its paired writer thread writes to it (pump -> target).
+//! Neither ever touches libssh2: they trade buffers with the pump over bounded queues,
+//! which is what carries back-pressure end to end.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use socket2::{SockRef, TcpKeepalive};
+
+use crate::relay::dial;
+use crate::wake::Waker;
+
+/// Bytes read from a target at once. Two SSH packets' worth (libssh2 sends at most
+/// 32700 bytes per packet), so a bulk transfer costs one queue hop per two packets.
+pub const READ_CHUNK: usize = 64 * 1024;
+/// Reads shorter than this are copied into an exact-size buffer, so idle or chatty
+/// connections do not pin 64 KiB buffers in the queues.
+const SMALL_READ: usize = 4096;
+/// Buffers queued per direction per connection. With READ_CHUNK this bounds what flytube
+/// holds for one connection to about 4 x 64 KiB each way, however slow a side is.
+pub const QUEUE_DEPTH: usize = 4;
+/// Stack of the copy threads: they keep their buffers on the heap, so thousands of
+/// connections cost little address space.
+pub const COPY_THREAD_STACK: usize = 128 * 1024;
+
+/// From the target side to the pump.
+#[derive(Debug)]
+pub enum Up {
+    /// The target answered; the stream is a clone the pump uses only to shut it down.
+    Connected(TcpStream, SocketAddr),
+    /// The target could not be reached.
+    DialFailed(String),
+    /// Bytes the target sent.
+    Data(Vec<u8>),
+    /// The target finished sending (FIN).
+    Eof,
+    /// Reading from or writing to the target failed.
+    Failed(String),
+}
+
+/// From the pump to the target side.
+#[derive(Debug)]
+pub enum Down {
+    /// Bytes for the target.
+    Data(Vec<u8>),
+    /// The platform side finished sending: half-close the target.
+    Eof,
+}
+
+/// The pump's ends of one connection's queues.
+pub struct Link {
+    /// Messages from the target side.
+    pub up: Receiver<Up>,
+    /// Messages to the target side.
+    pub down: Sender<Down>,
+    /// Set by the pump before it tries to queue; cleared by the writer, which then rings
+    /// the waker, so a full queue never leaves the pump asleep.
+    pub down_stalled: Arc<AtomicBool>,
+}
+
+impl Link {
+    /// A link with no worker behind it, for connections refused on arrival.
+    pub fn closed() -> Link {
+        let (_, up) = bounded(0);
+        let (down, _) = bounded(0);
+        Link {
+            up,
+            down,
+            down_stalled: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Queues a message for the target, noting the stall first so the writer's next take
+    /// wakes the pump. Returns the message back when the queue is full.
+    pub fn try_send_down(&self, message: Down) -> Result<(), TrySendError<Down>> {
+        self.down_stalled.store(true, Ordering::SeqCst);
+        let result = self.down.try_send(message);
+        if result.is_ok() {
+            self.down_stalled.store(false, Ordering::SeqCst);
+        }
+        result
+    }
+}
+
+/// Counts live copy threads (for logs, drain and tests of leaks).
+#[derive(Clone, Default)]
+pub struct ThreadCount(Arc<AtomicUsize>);
+
+impl ThreadCount {
+    /// Threads alive now.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn enter(&self) -> ThreadGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        ThreadGuard(self.0.clone())
+    }
+}
+
+struct ThreadGuard(Arc<AtomicUsize>);
+
+impl Drop for ThreadGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Where and how to dial.
+#[derive(Clone)]
+pub struct TargetPlan {
+    /// Target host name or address.
+    pub host: String,
+    /// Target port.
+    pub port: u16,
+    /// Connect limit per address.
+    pub connect_timeout: Duration,
+}
+
+/// Starts the worker of connection `id` and returns the pump's ends of its queues.
+pub fn spawn(id: u64, plan: TargetPlan, waker: Waker, threads: ThreadCount) -> io::Result<Link> {
+    let (up_tx, up_rx) = bounded(QUEUE_DEPTH);
+    let (down_tx, down_rx) = bounded(QUEUE_DEPTH);
+    let down_stalled = Arc::new(AtomicBool::new(false));
+    let stalled = down_stalled.clone();
+    let guard = threads.enter();
+    thread::Builder::new()
+        .name(format!("conn-{id}"))
+        .stack_size(COPY_THREAD_STACK)
+        .spawn(move || {
+            let _guard = guard;
+            run_worker(id, plan, waker, threads, up_tx, down_rx, stalled);
+        })?;
+    Ok(Link {
+        up: up_rx,
+        down: down_tx,
+        down_stalled,
+    })
+}
+
+fn run_worker(
+    id: u64,
+    plan: TargetPlan,
+    waker: Waker,
+    threads: ThreadCount,
+    up: Sender<Up>,
+    down: Receiver<Down>,
+    stalled: Arc<AtomicBool>,
+) {
+    let send_up = |message: Up| {
+        let delivered = up.send(message).is_ok();
+        waker.wake();
+        delivered
+    };
+    let (stream, addr) = match dial_target(&plan) {
+        Ok(dialed) => dialed,
+        Err(e) => {
+            send_up(Up::DialFailed(e));
+            return;
+        }
+    };
+    let (for_pump, for_writer) = match (stream.try_clone(), stream.try_clone()) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            send_up(Up::DialFailed(format!("cannot clone socket: {e}")));
+            return;
+        }
+    };
+    if !send_up(Up::Connected(for_pump, addr)) {
+        // The pump gave up on this connection while we were dialing.
+        return;
+    }
+    let writer_waker = waker.clone();
+    let writer_up = up.clone();
+    let guard = threads.enter();
+    let spawned = thread::Builder::new()
+        .name(format!("conn-{id}-w"))
+        .stack_size(COPY_THREAD_STACK)
+        .spawn(move || {
+            let _guard = guard;
+            copy_to_target(for_writer, down, stalled, writer_waker, writer_up);
+        });
+    if let Err(e) = spawned {
+        let _ = stream.shutdown(Shutdown::Both);
+        send_up(Up::Failed(format!("cannot start writer thread: {e}")));
+        return;
+    }
+    copy_from_target(stream, send_up);
+}
+
+/// Resolves the target afresh and tries each address under the connect timeout.
+fn dial_target(plan: &TargetPlan) -> Result<(TcpStream, SocketAddr), String> {
+    let addrs: Vec<SocketAddr> = (plan.host.as_str(), plan.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {:?}: {e}", plan.host))?
+        .collect();
+    let mut failures = Vec::new();
+    for addr in addrs {
+        match dial(addr, plan.connect_timeout) {
+            Ok(stream) => {
+                tune_target_socket(&stream);
+                return Ok((stream, addr));
+            }
+            Err(e) => failures.push(format!("{addr}: {e}")),
+        }
+    }
+    if failures.is_empty() {
+        return Err(format!("{:?} resolved to no address", plan.host));
+    }
+    Err(failures.join("; "))
+}
+
+/// TCP keepalive on target sockets, so a target host that vanishes while a connection idles
+/// is noticed in minutes, not the kernel's two hours.
+fn tune_target_socket(stream: &TcpStream) {
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(6);
+    if let Err(e) = SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        log::debug!("cannot set TCP keepalive on a target socket: {e}");
+    }
+}
+
+/// Target -> pump. Blocking reads; a full queue blocks us, which stops reading the target.
+fn copy_from_target(mut stream: TcpStream, send_up: impl Fn(Up) -> bool) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                send_up(Up::Eof);
+                return;
+            }
+            Ok(n) if n < SMALL_READ => {
+                if !send_up(Up::Data(buf[..n].to_vec())) {
+                    return;
+                }
+            }
+            Ok(n) => {
+                let mut full = std::mem::replace(&mut buf, vec![0u8; READ_CHUNK]);
+                full.truncate(n);
+                if !send_up(Up::Data(full)) {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                send_up(Up::Failed(format!("read from target: {e}")));
+                return;
+            }
+        }
+    }
+}
+
+/// Pump -> target. Ends on the platform's EOF (half-close) or when the pump hangs up.
+fn copy_to_target(
+    mut stream: TcpStream,
+    down: Receiver<Down>,
+    stalled: Arc<AtomicBool>,
+    waker: Waker,
+    up: Sender<Up>,
+) {
+    while let Ok(message) = down.recv() {
+        if stalled.swap(false, Ordering::SeqCst) {
+            waker.wake();
+        }
+        match message {
+            Down::Data(buf) => {
+                if let Err(e) = stream.write_all(&buf) {
+                    // Tell the pump why, and make the reader stop too.
+                    let _ = up.try_send(Up::Failed(format!("write to target: {e}")));
+                    let _ = stream.shutdown(Shutdown::Both);
+                    waker.wake();
+                    return;
+                }
+            }
+            Down::Eof => {
+                let _ = stream.shutdown(Shutdown::Write);
+                return;
+            }
+        }
+    }
+}
