@@ -249,13 +249,14 @@ pub fn verify(
 ) -> Result<(), String> {
     let got = presented.fingerprint();
     if let Some(pin) = &policy.fingerprint
-        && !pin.matches(&got) {
-            return Err(format!(
-                "the relay presented {} {got}, but the pinned fingerprint is {pin}; if the relay's \
+        && !pin.matches(&got)
+    {
+        return Err(format!(
+            "the relay presented {} {got}, but the pinned fingerprint is {pin}; if the relay's \
                  key was really changed, pin the new one after checking it out of band",
-                presented.key_type
-            ));
-        }
+            presented.key_type
+        ));
+    }
     if let (Some(path), Some(known)) = (&policy.known_hosts, known) {
         if known.revoked.contains(&presented.blob) {
             return Err(format!(

@@ -160,10 +160,12 @@ impl<'a> Pump<'a> {
         self.session.set_blocking(false);
         loop {
             self.wake_rx.clear();
-            if self.stop.load(Ordering::SeqCst) && self.drain_started.is_none()
-                && let Err(reason) = self.begin_drain() {
-                    return PumpEnd::Lost(reason);
-                }
+            if self.stop.load(Ordering::SeqCst)
+                && self.drain_started.is_none()
+                && let Err(reason) = self.begin_drain()
+            {
+                return PumpEnd::Lost(reason);
+            }
             let mut pass = Pass::default();
             if let Err(reason) = self.one_pass(&mut pass) {
                 return PumpEnd::Lost(reason);
@@ -236,10 +238,12 @@ impl<'a> Pump<'a> {
             pass.moved |= step.progress;
             pass.wants_write |= step.wants_write;
             if let Some(idle) = self.settings.idle_timeout
-                && !conn.is_closing() && conn.last_activity.elapsed() > idle {
-                    conn.abort(format!("idle for {}s", idle.as_secs()));
-                    pass.progress = true;
-                }
+                && !conn.is_closing()
+                && conn.last_activity.elapsed() > idle
+            {
+                conn.abort(format!("idle for {}s", idle.as_secs()));
+                pass.progress = true;
+            }
             if conn.is_closed() {
                 let conn = self.conns.swap_remove(index);
                 self.log_closed(&conn);
@@ -412,9 +416,10 @@ impl<'a> Pump<'a> {
                     self.probe_in_flight = false;
                     self.probe = Probe::Idle;
                     if let ssh2::ErrorCode::Session(code) = e.code()
-                        && is_session_fatal(code) {
-                            return Err(format!("liveness probe: {}", e.message()));
-                        }
+                        && is_session_fatal(code)
+                    {
+                        return Err(format!("liveness probe: {}", e.message()));
+                    }
                     // A refusal is an answer too: the relay is alive.
                     log::trace!("probe refused by relay: {}", e.message());
                     return Ok(());

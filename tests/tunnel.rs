@@ -1,0 +1,188 @@
+//! The core tunnel against a real sshd: data integrity, half-close, concurrency, isolation.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const READY: Duration = Duration::from_secs(20);
+
+fn start_tunnel(relay: &Relay, forwards: &[(u16, u16)]) -> Flytube {
+    let mut args = relay.args();
+    for (source, target) in forwards {
+        args.extend(forward(*source, *target));
+    }
+    let flytube = Flytube::start(&args);
+    flytube.wait_for_n("serving", forwards.len(), READY);
+    flytube
+}
+
+#[test]
+fn one_mib_of_random_data_round_trips_intact() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let flytube = start_tunnel(&relay, &[(source, echo.port)]);
+    let data = random_bytes(1 << 20, 7);
+    let back = echo_round_trip(source, &data);
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "echoed bytes differ");
+    flytube.wait_for("closed: forward", Duration::from_secs(5));
+    let out = flytube.output();
+    assert!(out.contains("up 1048576 B, down 1048576 B"), "{out}");
+    assert!(out.contains("completed"), "{out}");
+    assert!(
+        relay.log().contains("ED25519-CERT"),
+        "certificate auth expected:\n{}",
+        relay.log()
+    );
+}
+
+#[test]
+fn half_close_is_carried_both_ways() {
+    let relay = Relay::start();
+    // A target that sends a banner, half-closes, then reports what it reads until EOF.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"banner").unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        tx.send(got).unwrap();
+    });
+    let source = free_port();
+    let _flytube = start_tunnel(&relay, &[(source, target)]);
+    let mut client = connect(source);
+    let mut banner = Vec::new();
+    client.read_to_end(&mut banner).unwrap();
+    assert_eq!(
+        banner, b"banner",
+        "target's FIN must reach the client as EOF"
+    );
+    // Our direction is still open after the target's EOF.
+    client.write_all(b"after-eof").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("target saw EOF");
+    assert_eq!(got, b"after-eof");
+}
+
+#[test]
+fn client_half_close_then_target_answers() {
+    let relay = Relay::start();
+    // A target that reads a request until EOF, then answers and closes.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        s.write_all(format!("read {} bytes", got.len()).as_bytes())
+            .unwrap();
+    });
+    let source = free_port();
+    let _flytube = start_tunnel(&relay, &[(source, target)]);
+    let mut client = connect(source);
+    client.write_all(&[1u8; 1000]).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "read 1000 bytes");
+}
+
+#[test]
+fn hundred_concurrent_connections() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let flytube = start_tunnel(&relay, &[(source, echo.port)]);
+    let handles: Vec<_> = (0..100)
+        .map(|i| {
+            thread::spawn(move || {
+                let data = random_bytes(64 * 1024, i + 1);
+                let back = echo_round_trip(source, &data);
+                back == data
+            })
+        })
+        .collect();
+    let ok = handles
+        .into_iter()
+        .map(|h| h.join().unwrap_or(false))
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(ok, 100);
+    flytube.wait_for_n("completed", 100, Duration::from_secs(20));
+}
+
+#[test]
+fn dead_target_is_closed_fast_and_isolated() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let dead_target = free_port(); // nothing listens there
+    let healthy = free_port();
+    let dead = free_port();
+    let flytube = start_tunnel(&relay, &[(healthy, echo.port), (dead, dead_target)]);
+    // A long-lived healthy connection, open across the failure.
+    let mut long = connect(healthy);
+    long.write_all(b"before").unwrap();
+    let mut buf = [0u8; 6];
+    long.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"before");
+
+    let started = Instant::now();
+    let mut client = connect(dead);
+    let mut sink = Vec::new();
+    let _ = client.read_to_end(&mut sink);
+    let took = started.elapsed();
+    assert!(sink.is_empty());
+    assert!(
+        took < Duration::from_secs(1),
+        "dead target took {took:?} to close"
+    );
+    flytube.wait_for("target unreachable", Duration::from_secs(5));
+
+    long.write_all(b"after").unwrap();
+    let mut buf = [0u8; 5];
+    long.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"after");
+    assert_eq!(echo_round_trip(healthy, b"fresh"), b"fresh");
+}
+
+#[test]
+fn target_that_resets_closes_only_its_connection() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    // A target that accepts and then resets the connection (SO_LINGER 0).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        while let Ok((s, _)) = listener.accept() {
+            let sock = socket2::SockRef::from(&s);
+            sock.set_linger(Some(Duration::ZERO)).unwrap();
+            thread::sleep(Duration::from_millis(100));
+            drop(s);
+        }
+    });
+    let healthy = free_port();
+    let resetting = free_port();
+    let _flytube = start_tunnel(&relay, &[(healthy, echo.port), (resetting, target)]);
+    let started = Instant::now();
+    let mut client = connect(resetting);
+    let mut sink = Vec::new();
+    let _ = client.read_to_end(&mut sink);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(echo_round_trip(healthy, b"still fine"), b"still fine");
+}
