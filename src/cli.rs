@@ -7,7 +7,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// flytube: a private connector that reaches a relay with one outbound SSH connection
 /// and serves the relay's remote forwards from inside the network.
 #[derive(Debug, Parser)]
-#[command(name = "flytube", version, about, propagate_version = true)]
+#[command(
+    name = "flytube",
+    version,
+    about,
+    propagate_version = true,
+    args_override_self = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

@@ -324,11 +324,11 @@ impl<'a> Pump<'a> {
             .target_addr()
             .map_or_else(|| spec.target(), |a| a.to_string());
         log::info!(
-            "conn {} closed: forward {} via {target}, up {} B, down {} B, {:.3}s, {}",
+            "conn {} closed: forward {} via {target}, to target {} B, from target {} B, {:.3}s, {}",
             conn.id,
             spec,
-            conn.bytes_up,
             conn.bytes_down,
+            conn.bytes_up,
             conn.started.elapsed().as_secs_f64(),
             conn.reason()
         );

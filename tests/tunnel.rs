@@ -34,7 +34,10 @@ fn one_mib_of_random_data_round_trips_intact() {
     assert!(back == data, "echoed bytes differ");
     flytube.wait_for("closed: forward", Duration::from_secs(5));
     let out = flytube.output();
-    assert!(out.contains("up 1048576 B, down 1048576 B"), "{out}");
+    assert!(
+        out.contains("to target 1048576 B, from target 1048576 B"),
+        "{out}"
+    );
     assert!(out.contains("completed"), "{out}");
     assert!(
         relay.log().contains("ED25519-CERT"),

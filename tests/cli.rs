@@ -1,0 +1,439 @@
+//! The command line: bad input is refused with a clear message and a documented exit code
+//! before anything connects; `config` shows the effective settings; signals stop cleanly.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// Runs flytube to completion with a clean environment plus `env`.
+fn flytube(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(flytube_bin());
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+struct Files {
+    dir: TempDir,
+}
+
+impl Files {
+    fn new() -> Files {
+        let dir = TempDir::new("cli");
+        keygen(&dir.join("id"), "ed25519");
+        std::fs::write(
+            dir.join("known_hosts"),
+            "relay ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\n",
+        )
+        .unwrap();
+        Files { dir }
+    }
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+    /// Valid base arguments for `config`.
+    fn base(&self) -> Vec<String> {
+        vec![
+            "config".into(),
+            "--relay".into(),
+            "relay.example:2222".into(),
+            "--user".into(),
+            "tunnel".into(),
+            "-i".into(),
+            self.path("id"),
+            "--known-hosts".into(),
+            self.path("known_hosts"),
+        ]
+    }
+    fn write(&self, name: &str, text: &str) -> String {
+        std::fs::write(self.dir.join(name), text).unwrap();
+        self.path(name)
+    }
+}
+
+fn expect_error(args: Vec<String>, env: &[(&str, &str)], code: i32, needles: &[&str]) {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, _, stderr) = flytube(&refs, env);
+    assert_eq!(status, Some(code), "args {args:?}\nstderr: {stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "missing {needle:?} in: {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one-line error expected: {stderr}"
+    );
+}
+
+fn with(mut base: Vec<String>, extra: &[&str]) -> Vec<String> {
+    base.extend(extra.iter().map(|s| s.to_string()));
+    base
+}
+
+#[test]
+fn bad_forward_specs_and_ports() {
+    let f = Files::new();
+    for (spec, needle) in [
+        (
+            "8443:gitlab",
+            "expected [BIND:]SOURCE_PORT:TARGET_HOST:TARGET_PORT",
+        ),
+        ("70000:h:443", "70000 is outside 1-65535"),
+        ("0:h:443", "0 is outside 1-65535"),
+        ("80:h:http", "\"http\" is not a number"),
+        ("1:[::1:2", "unbalanced"),
+    ] {
+        expect_error(with(f.base(), &["-R", spec]), &[], 78, &[spec, needle]);
+    }
+    expect_error(f.base(), &[], 78, &["no forward"]);
+}
+
+#[test]
+fn onboarding_variables_are_checked() {
+    let f = Files::new();
+    expect_error(
+        f.base(),
+        &[("SOURCE_PORT", "8443"), ("TARGET_HOST", "gitlab")],
+        78,
+        &["TARGET_PORT not set"],
+    );
+    expect_error(
+        f.base(),
+        &[
+            ("SOURCE_PORT", "99999"),
+            ("TARGET_HOST", "gitlab"),
+            ("TARGET_PORT", "443"),
+        ],
+        78,
+        &["SOURCE_PORT 99999 is outside 1-65535"],
+    );
+    let refs: Vec<String> = f.base();
+    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+    let (status, stdout, stderr) = flytube(
+        &refs,
+        &[
+            ("SOURCE_PORT", "8443"),
+            ("TARGET_HOST", "gitlab.internal"),
+            ("TARGET_PORT", "443"),
+        ],
+    );
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("source_port: 8443") && stdout.contains("target_host: gitlab.internal"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn missing_files_are_named() {
+    let f = Files::new();
+    let mut args = f.base();
+    let i = args.iter().position(|a| a == "-i").unwrap();
+    args[i + 1] = "/nonexistent/id_ed25519".into();
+    expect_error(
+        with(args, &["-R", "1:h:2"]),
+        &[],
+        78,
+        &["identity", "/nonexistent/id_ed25519"],
+    );
+    let mut args = f.base();
+    let i = args.iter().position(|a| a == "--known-hosts").unwrap();
+    args[i + 1] = "/nonexistent/known_hosts".into();
+    expect_error(
+        with(args, &["-R", "1:h:2"]),
+        &[],
+        78,
+        &["known_hosts", "/nonexistent/known_hosts"],
+    );
+    expect_error(
+        with(
+            f.base(),
+            &["-R", "1:h:2", "--certificate", "/nonexistent/cert.pub"],
+        ),
+        &[],
+        78,
+        &["certificate", "/nonexistent/cert.pub"],
+    );
+    expect_error(
+        vec![
+            "config".into(),
+            "-c".into(),
+            "/nonexistent/flytube.yaml".into(),
+        ],
+        &[],
+        78,
+        &["settings file /nonexistent/flytube.yaml"],
+    );
+}
+
+#[test]
+fn no_host_key_means_no_start() {
+    let f = Files::new();
+    let args = vec![
+        "run".into(),
+        "--relay".into(),
+        "127.0.0.1:9".into(),
+        "--user".into(),
+        "u".into(),
+        "-i".into(),
+        f.path("id"),
+        "-R".into(),
+        "1:h:2".into(),
+    ];
+    expect_error(
+        args,
+        &[],
+        78,
+        &["never trusts an unknown relay", "--known-hosts"],
+    );
+    expect_error(
+        with(
+            f.base(),
+            &["-R", "1:h:2", "--host-key-fingerprint", "MD5:12:34"],
+        ),
+        &[],
+        78,
+        &["\"MD5:12:34\"", "SHA256:"],
+    );
+}
+
+#[test]
+fn yaml_errors_name_the_line_and_key() {
+    let f = Files::new();
+    let unknown = f.write("unknown.yaml", "relay:\n  host: r\n  prot: 22\n");
+    expect_error(
+        with(f.base(), &["-c", &unknown]),
+        &[],
+        78,
+        &["line 3", "unknown field `prot`"],
+    );
+    let syntax = f.write("syntax.yaml", "relay:\n  host: [r\nauth: x\n");
+    expect_error(
+        with(f.base(), &["-c", &syntax]),
+        &[],
+        78,
+        &["syntax.yaml line"],
+    );
+    let port = f.write(
+        "port.yaml",
+        "forwards:\n  - source_port: 70000\n    target_host: h\n    target_port: 1\n",
+    );
+    expect_error(
+        with(f.base(), &["-c", &port]),
+        &[],
+        78,
+        &["forwards[0].source_port 70000"],
+    );
+    let level = f.write("level.yaml", "log:\n  level: loud\n");
+    expect_error(
+        with(f.base(), &["-c", &level, "-R", "1:h:2"]),
+        &[],
+        78,
+        &["\"loud\"", "debug"],
+    );
+}
+
+#[test]
+fn bad_values_on_the_command_line() {
+    let f = Files::new();
+    expect_error(
+        with(f.base(), &["-R", "1:h:2", "--relay", "r:0"]),
+        &[],
+        78,
+        &["\"r:0\"", "outside 1-65535"],
+    );
+    expect_error(
+        with(
+            f.base(),
+            &["-R", "1:h:2", "--ciphers", "aes256-gcm@openssh.com,rot13"],
+        ),
+        &[],
+        78,
+        &["\"rot13\"", "aes256-ctr"],
+    );
+    expect_error(
+        with(f.base(), &["-R", "1:h:2", "--keepalive-interval", "0"]),
+        &[],
+        78,
+        &["keepalive interval 0"],
+    );
+    expect_error(
+        with(f.base(), &["-R", "1:h:2", "--max-connections", "0"]),
+        &[],
+        78,
+        &["max connections 0"],
+    );
+    // clap's own usage errors exit 2.
+    let (status, _, stderr) = flytube(&["run", "--keepalive-interval", "soon"], &[]);
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains("soon"), "{stderr}");
+    let (status, _, _) = flytube(&["frobnicate"], &[]);
+    assert_eq!(status, Some(2));
+}
+
+#[test]
+fn config_prints_effective_settings_with_precedence_and_masks_secrets() {
+    let f = Files::new();
+    let file = f.write(
+        "settings.yaml",
+        "relay:\n  host: from-file\n  user: file-user\nkeepalive:\n  interval_secs: 30\n  count: 5\n\
+         forwards:\n  - source_port: 1\n    target_host: file-target\n    target_port: 2\n",
+    );
+    let args = [
+        "config",
+        "-c",
+        &file,
+        "-i",
+        &f.path("id"),
+        "--known-hosts",
+        &f.path("known_hosts"),
+        "--keepalive-count",
+        "7",
+    ];
+    let (status, stdout, stderr) = flytube(
+        &args,
+        &[
+            ("FLYTUBE_USER", "env-user"),
+            ("FLYTUBE_KEEPALIVE_INTERVAL", "20"),
+            ("FLYTUBE_PASSPHRASE", "hunter2"),
+        ],
+    );
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(stdout.contains("host: from-file"), "{stdout}");
+    assert!(
+        stdout.contains("user: env-user"),
+        "env beats file: {stdout}"
+    );
+    assert!(
+        stdout.contains("interval_secs: 20"),
+        "env beats file: {stdout}"
+    );
+    assert!(stdout.contains("count: 7"), "flag beats file: {stdout}");
+    assert!(stdout.contains("target_host: file-target"), "{stdout}");
+    assert!(stdout.contains("aes256-gcm@openssh.com"), "{stdout}");
+    assert!(
+        stdout.contains("MASKED") && !stdout.contains("hunter2"),
+        "{stdout}"
+    );
+    // The flag beats the environment.
+    let (_, stdout, _) = flytube(
+        &with_strs(&args, &["--user", "flag-user"]),
+        &[("FLYTUBE_USER", "env-user")],
+    );
+    assert!(stdout.contains("user: flag-user"), "{stdout}");
+}
+
+fn with_strs<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<&'a str> {
+    a.iter().chain(b).copied().collect()
+}
+
+#[test]
+fn example_config_parses_and_is_complete() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/flytube.yaml.example"))
+            .unwrap();
+    let config = flytube::config::parse_yaml(&text, "flytube.yaml.example").unwrap();
+    let relay = config.relay.unwrap();
+    assert_eq!(relay.host.as_deref(), Some("firefly-relay.firefly.ai"));
+    assert_eq!(config.forwards.unwrap().len(), 2);
+    assert!(config.auth.is_some() && config.host_key.is_some() && config.keepalive.is_some());
+    assert!(
+        config.reconnect.is_some()
+            && config.limits.is_some()
+            && config.ciphers.is_some()
+            && config.log.is_some()
+    );
+    // Every key of the file format is shown (set or commented) in the example.
+    for key in [
+        "relay",
+        "host",
+        "port",
+        "user",
+        "connect_timeout_secs",
+        "handshake_timeout_secs",
+        "auth",
+        "identity",
+        "certificate",
+        "passphrase_file",
+        "host_key",
+        "known_hosts",
+        "fingerprint",
+        "forwards",
+        "source_port",
+        "target_host",
+        "target_port",
+        "bind",
+        "keepalive",
+        "interval_secs",
+        "count",
+        "reconnect",
+        "initial_delay_ms",
+        "max_delay_secs",
+        "limits",
+        "max_connections",
+        "target_connect_timeout_secs",
+        "idle_timeout_secs",
+        "drain_timeout_secs",
+        "ciphers",
+        "log",
+        "level",
+        "format",
+    ] {
+        assert!(text.contains(&format!("{key}:")), "example lacks {key}");
+    }
+    // And nothing else: a misspelt key in the example would be rejected by flytube.
+    assert!(
+        flytube::config::parse_yaml(&text.replace("# passphrase_file", "passphrase_file"), "x")
+            .is_ok()
+    );
+}
+
+#[test]
+fn sigterm_stops_serving_and_exits_zero() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let mut args = relay.args();
+    args.extend(forward(source, echo.port));
+    let mut flytube = Flytube::start(&args);
+    flytube.wait_for("serving", Duration::from_secs(20));
+    assert_eq!(echo_round_trip(source, b"up"), b"up");
+    flytube.signal("TERM");
+    let status = flytube.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", flytube.output());
+    assert!(flytube.output().contains("stopped"), "{}", flytube.output());
+    // The forward was cancelled: nothing listens on the relay port any more.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", source)).is_err());
+}
+
+#[test]
+fn sigint_stops_too() {
+    let relay = Relay::start();
+    let source = free_port();
+    let mut args = relay.args();
+    args.extend(forward(source, 9));
+    let mut flytube = Flytube::start(&args);
+    flytube.wait_for("serving", Duration::from_secs(20));
+    flytube.signal("INT");
+    assert_eq!(flytube.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn version_prints() {
+    let (status, stdout, _) = flytube(&["--version"], &[]);
+    assert_eq!(status, Some(0));
+    assert!(stdout.starts_with("flytube "), "{stdout}");
+}
