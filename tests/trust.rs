@@ -9,7 +9,7 @@ use common::*;
 
 const READY: Duration = Duration::from_secs(20);
 
-fn replace_arg(args: &mut Vec<String>, flag: &str, value: String) {
+fn replace_arg(args: &mut [String], flag: &str, value: String) {
     let i = args.iter().position(|a| a == flag).unwrap();
     args[i + 1] = value;
 }
