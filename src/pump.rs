@@ -142,7 +142,16 @@ impl<'a> Pump<'a> {
     /// closed or the socket shut down, so dropping the session does no blocking I/O.
     pub fn run(mut self) -> PumpEnd {
         self.liveness.touch();
-        let end = self.serve();
+        let mut end = self.serve();
+        if self.liveness.tripped() {
+            // Whatever call failed after the watchdog cut the socket, silence was the cause.
+            end = PumpEnd::Lost(format!(
+                "no answer from the relay for {:.1}s (keepalive {}s x {})",
+                self.liveness.tripped_after().as_secs_f64(),
+                self.settings.keepalive_interval.as_secs(),
+                self.settings.keepalive_count
+            ));
+        }
         if let PumpEnd::Lost(reason) = &end {
             self.teardown(reason);
         }
@@ -213,10 +222,7 @@ impl<'a> Pump<'a> {
                 Err(e) => return PumpEnd::Lost(format!("poll failed: {e}")),
             }
             if self.liveness.tripped() {
-                return PumpEnd::Lost(format!(
-                    "no answer from the relay for {}s",
-                    self.liveness.silence().as_secs()
-                ));
+                return PumpEnd::Lost("watchdog".into());
             }
         }
     }

@@ -16,6 +16,7 @@ pub struct Liveness {
     epoch: Instant,
     last_inbound_ms: AtomicU64,
     tripped: AtomicBool,
+    tripped_after_ms: AtomicU64,
     ended: AtomicBool,
 }
 
@@ -26,6 +27,7 @@ impl Liveness {
             epoch: Instant::now(),
             last_inbound_ms: AtomicU64::new(0),
             tripped: AtomicBool::new(false),
+            tripped_after_ms: AtomicU64::new(0),
             ended: AtomicBool::new(false),
         })
     }
@@ -45,6 +47,11 @@ impl Liveness {
     /// True once the watchdog has broken the session.
     pub fn tripped(&self) -> bool {
         self.tripped.load(Ordering::SeqCst)
+    }
+
+    /// The silence that made the watchdog break the session.
+    pub fn tripped_after(&self) -> Duration {
+        Duration::from_millis(self.tripped_after_ms.load(Ordering::SeqCst))
     }
 
     /// The session is over; the watchdog may leave.
@@ -67,6 +74,9 @@ pub fn spawn(liveness: Arc<Liveness>, socket: TcpStream, limit: Duration, relay:
                         silence.as_secs(),
                         limit.as_secs()
                     );
+                    liveness
+                        .tripped_after_ms
+                        .store(silence.as_millis() as u64, Ordering::SeqCst);
                     liveness.tripped.store(true, Ordering::SeqCst);
                     let _ = socket.shutdown(Shutdown::Both);
                     return;

@@ -212,6 +212,32 @@ impl Relay {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Kills sshd and every session it serves, as a crash or reboot of the relay would.
+    pub fn kill_all(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+        self.stop();
+    }
+
+    /// Starts sshd again with the same keys, config and port.
+    pub fn restart(&mut self) -> &mut Relay {
+        self.stop();
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap();
+        self.child = Command::new(sshd)
+            .args(["-D", "-f"])
+            .arg(self.dir.join("sshd_config"))
+            .arg("-E")
+            .arg(self.dir.join("sshd.log"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("restart sshd");
+        self.wait_listening();
+        self
+    }
 }
 
 impl Drop for Relay {
@@ -444,4 +470,116 @@ pub fn forward(source: u16, target: u16) -> Vec<String> {
         "-R".into(),
         format!("127.0.0.1:{source}:127.0.0.1:{target}"),
     ]
+}
+
+/// A TCP proxy between flytube and sshd that can black-hole its connections (bytes
+/// vanish, sockets stay open) or reset them. New connections after a freeze pass normally.
+pub struct FaultyProxy {
+    pub port: u16,
+    frozen_before: Arc<Mutex<Option<usize>>>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FaultyProxy {
+    pub fn start(upstream: u16) -> FaultyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let frozen_before: Arc<Mutex<Option<usize>>> = Arc::new(Mutex::new(None));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (f, c, s) = (frozen_before.clone(), conns.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut index = 0usize;
+            while !s.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                c.lock().unwrap().push(client.try_clone().unwrap());
+                c.lock().unwrap().push(server.try_clone().unwrap());
+                let me = index;
+                index += 1;
+                for (from, to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let frozen = f.clone();
+                    thread::spawn(move || pipe(from, to, me, frozen));
+                }
+            }
+        });
+        FaultyProxy {
+            port,
+            frozen_before,
+            conns,
+            stop,
+        }
+    }
+
+    /// Every connection open now becomes a black hole.
+    pub fn freeze_existing(&self) {
+        let open = self.conns.lock().unwrap().len() / 2;
+        *self.frozen_before.lock().unwrap() = Some(open);
+    }
+
+    /// Resets every connection open now.
+    pub fn reset_all(&self) {
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.reset_all();
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream, index: usize, frozen: Arc<Mutex<Option<usize>>>) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown(Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                let is_frozen = frozen.lock().unwrap().is_some_and(|before| index < before);
+                if is_frozen {
+                    continue; // the bytes vanish; the socket stays open
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Open file descriptors and threads of a process.
+pub fn fds_and_threads(pid: u32) -> (usize, usize) {
+    let count = |dir: String| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    (
+        count(format!("/proc/{pid}/fd")),
+        count(format!("/proc/{pid}/task")),
+    )
+}
+
+/// A field of /proc/PID/status in KiB (VmRSS, VmHWM).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

@@ -1,0 +1,360 @@
+//! Real faults: a black-holed or reset path, sshd killed and restarted, a squatted relay
+//! port, a standby taking over, connection churn, a slow target, limits and drain.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const READY: Duration = Duration::from_secs(20);
+
+/// sshd reaps clients that stop answering within ~2 s, like a well-run relay.
+const REAPING: &str = "ClientAliveInterval 1\nClientAliveCountMax 2\n";
+
+/// Args for flytube reaching `relay` through `port` (a proxy or sshd itself).
+fn args_via(relay: &Relay, port: u16, extra: &[&str]) -> Vec<String> {
+    let mut args = relay.args();
+    let i = args.iter().position(|a| a == "--relay").unwrap();
+    args[i + 1] = format!("127.0.0.1:{port}");
+    // known_hosts lists the relay under its own port.
+    let known = relay.dir.join("known_hosts_any");
+    let key = std::fs::read_to_string(relay.host_pub()).unwrap();
+    std::fs::write(&known, format!("127.0.0.1 {key}")).unwrap();
+    let k = args.iter().position(|a| a == "--known-hosts").unwrap();
+    args[k + 1] = known.display().to_string();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn fast_reconnect(relay: &Relay) -> String {
+    let path = relay.dir.join("fast.yaml");
+    std::fs::write(
+        &path,
+        "reconnect:\n  initial_delay_ms: 200\n  max_delay_secs: 2\n",
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn black_holed_relay_is_detected_and_the_tunnel_comes_back() {
+    let relay = Relay::start_with(REAPING);
+    let proxy = FaultyProxy::start(relay.port);
+    let echo = Echo::start();
+    let source = free_port();
+    let config = fast_reconnect(&relay);
+    let mut args = args_via(
+        &relay,
+        proxy.port,
+        &[
+            "-c",
+            &config,
+            "--keepalive-interval",
+            "1",
+            "--keepalive-count",
+            "3",
+        ],
+    );
+    args.extend(forward(source, echo.port));
+    let flytube = Flytube::start(&args);
+    flytube.wait_for("serving", READY);
+    assert_eq!(echo_round_trip(source, b"before"), b"before");
+
+    let frozen_at = Instant::now();
+    proxy.freeze_existing();
+    flytube.wait_for("silent for", Duration::from_secs(10));
+    let detected = frozen_at.elapsed();
+    assert!(
+        detected <= Duration::from_secs(3 + 3),
+        "detection took {detected:?}"
+    );
+    flytube.wait_for_n("serving", 2, Duration::from_secs(30));
+    assert_eq!(echo_round_trip(source, b"after"), b"after");
+    assert!(
+        flytube.output().contains("no answer from the relay for 3."),
+        "{}",
+        flytube.output()
+    );
+}
+
+#[test]
+fn reset_path_reconnects() {
+    let relay = Relay::start_with(REAPING);
+    let proxy = FaultyProxy::start(relay.port);
+    let echo = Echo::start();
+    let source = free_port();
+    let config = fast_reconnect(&relay);
+    let mut args = args_via(&relay, proxy.port, &["-c", &config]);
+    args.extend(forward(source, echo.port));
+    let flytube = Flytube::start(&args);
+    flytube.wait_for("serving", READY);
+    proxy.reset_all();
+    flytube.wait_for("tunnel down", Duration::from_secs(10));
+    flytube.wait_for_n("serving", 2, Duration::from_secs(30));
+    assert_eq!(echo_round_trip(source, b"again"), b"again");
+}
+
+#[test]
+fn sshd_killed_and_restarted_is_survived() {
+    let mut relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let config = fast_reconnect(&relay);
+    let mut args = relay.args();
+    args.extend(["-c".into(), config]);
+    args.extend(forward(source, echo.port));
+    let flytube = Flytube::start(&args);
+    flytube.wait_for("serving", READY);
+    // Kill the whole sshd (listener and session processes).
+    relay.kill_all();
+    flytube.wait_for("tunnel down", Duration::from_secs(10));
+    flytube.wait_for("retrying in", Duration::from_secs(10));
+    relay.restart();
+    flytube.wait_for_n("serving", 2, Duration::from_secs(30));
+    assert_eq!(echo_round_trip(source, b"back"), b"back");
+}
+
+#[test]
+fn relay_down_at_start_is_retried_until_it_comes_up() {
+    let mut relay = Relay::start();
+    relay.stop();
+    let echo = Echo::start();
+    let source = free_port();
+    let config = fast_reconnect(&relay);
+    let mut args = relay.args();
+    args.extend(["-c".into(), config]);
+    args.extend(forward(source, echo.port));
+    let flytube = Flytube::start(&args);
+    flytube.wait_for_n("retrying in", 2, Duration::from_secs(15));
+    relay.restart();
+    flytube.wait_for("serving", Duration::from_secs(30));
+    assert_eq!(echo_round_trip(source, b"late"), b"late");
+}
+
+#[test]
+fn squatted_forward_port_is_retried_while_others_serve() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let squatted = free_port();
+    let squatter = TcpListener::bind(("127.0.0.1", squatted)).unwrap();
+    let healthy = free_port();
+    let config = fast_reconnect(&relay);
+    let mut args = relay.args();
+    args.extend(["-c".into(), config]);
+    args.extend(forward(healthy, echo.port));
+    args.extend(forward(squatted, echo.port));
+    let flytube = Flytube::start(&args);
+    flytube.wait_for("relay refused forward", READY);
+    flytube.wait_for("serving", READY);
+    assert_eq!(echo_round_trip(healthy, b"meanwhile"), b"meanwhile");
+    flytube.wait_for_n("relay refused forward", 2, Duration::from_secs(10));
+    drop(squatter);
+    flytube.wait_for_n("serving", 2, Duration::from_secs(10));
+    assert_eq!(echo_round_trip(squatted, b"freed"), b"freed");
+}
+
+#[test]
+fn standby_takes_over_when_the_active_one_dies() {
+    let relay = Relay::start_with(REAPING);
+    let echo = Echo::start();
+    let source = free_port();
+    let config = fast_reconnect(&relay);
+    let mut args = relay.args();
+    args.extend(["-c".into(), config]);
+    args.extend(forward(source, echo.port));
+    let active = Flytube::start(&args);
+    active.wait_for("serving", READY);
+    let standby = Flytube::start(&args);
+    standby.wait_for("relay refused forward", READY);
+    assert_eq!(echo_round_trip(source, b"active"), b"active");
+    let killed_at = Instant::now();
+    drop(active); // SIGKILL
+    standby.wait_for("serving", Duration::from_secs(15));
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(2 + 5),
+        "{:?}",
+        killed_at.elapsed()
+    );
+    assert_eq!(echo_round_trip(source, b"standby"), b"standby");
+}
+
+#[test]
+fn churn_of_1500_connections_leaks_no_fds_or_threads() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let mut args = relay.args();
+    args.extend(forward(source, echo.port));
+    let flytube = Flytube::start(&args);
+    flytube.wait_for("serving", READY);
+    assert_eq!(echo_round_trip(source, b"warm"), b"warm");
+    flytube.wait_for("completed", Duration::from_secs(5));
+    let before = fds_and_threads(flytube.pid());
+    for i in 0..1500u32 {
+        let payload = i.to_be_bytes();
+        assert_eq!(echo_round_trip(source, &payload), payload);
+    }
+    flytube.wait_for_n("completed", 1501, Duration::from_secs(30));
+    // Copy threads end right after their connection's log line; give them a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after = fds_and_threads(flytube.pid());
+    while after != before && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        after = fds_and_threads(flytube.pid());
+    }
+    assert_eq!(
+        after, before,
+        "(fds, threads) before and after 1500 connections"
+    );
+}
+
+#[test]
+fn slow_target_keeps_memory_bounded() {
+    let relay = Relay::start();
+    // A target that reads 200 MiB slowly (small reads with pauses) and reports the count.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().port();
+    let reader = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 16 * 1024];
+        let mut total = 0u64;
+        let mut reads = 0u64;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n as u64,
+            }
+            reads += 1;
+            if reads.is_multiple_of(64) {
+                thread::sleep(Duration::from_millis(2));
+            }
+        }
+        let _ = s.write_all(&total.to_be_bytes());
+        total
+    });
+    let source = free_port();
+    let mut args = relay.args();
+    args.extend(forward(source, target));
+    let flytube = Flytube::start(&args);
+    flytube.wait_for("serving", READY);
+    let rss_idle = status_kib(flytube.pid(), "VmRSS");
+    let mut client = connect(source);
+    let chunk = vec![0x5au8; 1 << 20];
+    for _ in 0..200 {
+        client.write_all(&chunk).unwrap();
+    }
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut answer = [0u8; 8];
+    client.read_exact(&mut answer).unwrap();
+    assert_eq!(u64::from_be_bytes(answer), 200 << 20);
+    assert_eq!(reader.join().unwrap(), 200 << 20);
+    let peak = status_kib(flytube.pid(), "VmHWM");
+    eprintln!("flytube RSS idle {rss_idle} KiB, peak {peak} KiB after 200 MiB to a slow target");
+    assert!(
+        peak < rss_idle + 32 * 1024,
+        "peak RSS {peak} KiB vs idle {rss_idle} KiB"
+    );
+}
+
+#[test]
+fn connections_beyond_the_limit_are_refused_and_counted() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let mut args = relay.args();
+    args.extend(["--max-connections".into(), "2".into()]);
+    args.extend(forward(source, echo.port));
+    let flytube = Flytube::start(&args);
+    flytube.wait_for("serving", READY);
+    let mut held = Vec::new();
+    for word in [b"one", b"two"] {
+        let mut c = connect(source);
+        c.write_all(word).unwrap();
+        let mut buf = [0u8; 3];
+        c.read_exact(&mut buf).unwrap();
+        held.push(c);
+    }
+    let mut third = connect(source);
+    let mut sink = Vec::new();
+    let _ = third.read_to_end(&mut sink);
+    assert!(sink.is_empty());
+    flytube.wait_for(
+        "refused: 2 connections already open",
+        Duration::from_secs(5),
+    );
+    assert!(flytube.output().contains("1 refused so far"));
+    drop(held);
+    flytube.wait_for_n("completed", 2, Duration::from_secs(5));
+    assert_eq!(echo_round_trip(source, b"room again"), b"room again");
+}
+
+#[test]
+fn sigterm_drains_connections_in_flight() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let mut args = relay.args();
+    args.extend(forward(source, echo.port));
+    let mut flytube = Flytube::start(&args);
+    flytube.wait_for("serving", READY);
+    let mut c = connect(source);
+    c.write_all(b"first").unwrap();
+    let mut buf = [0u8; 5];
+    c.read_exact(&mut buf).unwrap();
+    flytube.signal("TERM");
+    flytube.wait_for("stopping", Duration::from_secs(5));
+    // New connections are no longer taken...
+    thread::sleep(Duration::from_millis(200));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", source)).is_err());
+    // ...but the one in flight still works, and flytube exits once it is done.
+    c.write_all(b"second").unwrap();
+    let mut buf = [0u8; 6];
+    c.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"second");
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    let status = flytube.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        flytube.output().contains("completed"),
+        "{}",
+        flytube.output()
+    );
+}
+
+#[test]
+fn drain_limit_cuts_stragglers() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let path = relay.dir.join("drain.yaml");
+    std::fs::write(&path, "limits:\n  drain_timeout_secs: 1\n").unwrap();
+    let mut args = relay.args();
+    args.extend(["-c".into(), path.display().to_string()]);
+    args.extend(forward(source, echo.port));
+    let mut flytube = Flytube::start(&args);
+    flytube.wait_for("serving", READY);
+    let mut c = connect(source);
+    c.write_all(b"x").unwrap();
+    let mut buf = [0u8; 1];
+    c.read_exact(&mut buf).unwrap();
+    let started = Instant::now();
+    flytube.signal("TERM");
+    let status = flytube.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        flytube.output().contains("drain limit 1s reached"),
+        "{}",
+        flytube.output()
+    );
+}
