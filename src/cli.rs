@@ -27,6 +27,19 @@ pub enum Command {
     Run(Options),
     /// Print the effective settings (secrets masked) and exit.
     Config(Options),
+    /// Walk the path to the relay and to every target step by step, then exit.
+    Check(CheckOptions),
+}
+
+/// Options of `flytube check`.
+#[derive(Debug, Args)]
+pub struct CheckOptions {
+    /// Print the steps as JSON, one object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// The same options as `run`.
+    #[command(flatten)]
+    pub options: Options,
 }
 
 /// Output format of the log.
@@ -111,6 +124,7 @@ impl Command {
     pub fn options(&self) -> &Options {
         match self {
             Command::Run(o) | Command::Config(o) => o,
+            Command::Check(c) => &c.options,
         }
     }
 }

@@ -12,6 +12,8 @@
 
 pub mod backoff;
 pub mod base64;
+pub mod cert;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod conn;

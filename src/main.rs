@@ -4,48 +4,64 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use clap::Parser;
-use flytube::cli::{Cli, Command};
-use flytube::error::EXIT_OTHER;
+use flytube::cli::{CheckOptions, Cli, Command, Options};
 use flytube::supervisor::Supervisor;
-use flytube::{Error, Settings, logging};
+use flytube::{Error, Settings, check, logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env: HashMap<String, String> = std::env::vars().collect();
-    let settings = match Settings::build(cli.command.options(), &env) {
+    match &cli.command {
+        Command::Run(options) => run(options, &env),
+        Command::Config(options) => match Settings::build(options, &env) {
+            Ok(settings) => {
+                print!("{}", settings.render());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Check(options) => check(options, &env),
+    }
+}
+
+fn run(options: &Options, env: &HashMap<String, String>) -> ExitCode {
+    let settings = match Settings::build(options, env) {
         Ok(settings) => settings,
         Err(e) => return fail(&e),
     };
-    match cli.command {
-        Command::Config(_) => {
-            print!("{}", settings.render());
-            ExitCode::SUCCESS
-        }
-        Command::Run(_) => {
-            logging::init(settings.log_level, settings.log_format);
-            let supervisor = match Supervisor::new(settings) {
-                Ok(s) => s,
-                Err(e) => return fail(&e),
-            };
-            let stop = supervisor.stop_handle();
-            if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
-                return fail(&Error::Local(format!("cannot install signal handler: {e}")));
-            }
-            match supervisor.run() {
-                Ok(()) => ExitCode::SUCCESS,
-                // The supervisor has logged it already.
-                Err(e) => ExitCode::from(e.exit_code() as u8),
-            }
-        }
+    logging::init(settings.log_level, settings.log_format);
+    let supervisor = match Supervisor::new(settings) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let stop = supervisor.stop_handle();
+    if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
+        return fail(&Error::Local(format!("cannot install signal handler: {e}")));
     }
+    match supervisor.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        // The supervisor has logged it already.
+        Err(e) => exit_code(e.exit_code()),
+    }
+}
+
+fn check(options: &CheckOptions, env: &HashMap<String, String>) -> ExitCode {
+    let code = match Settings::build_for_check(&options.options, env) {
+        Ok(settings) => {
+            // The report is the output; only errors go to the log.
+            logging::init(log::LevelFilter::Error, settings.log_format);
+            check::run(&settings, options.json)
+        }
+        Err(e) => check::report_invalid_settings(&e, options.json),
+    };
+    exit_code(code)
 }
 
 fn fail(error: &Error) -> ExitCode {
     eprintln!("flytube: {error}");
-    let code = error.exit_code();
-    ExitCode::from(if code == 0 {
-        EXIT_OTHER as u8
-    } else {
-        code as u8
-    })
+    exit_code(error.exit_code())
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -129,6 +129,20 @@ impl Settings {
     /// (`SOURCE_PORT`, `TARGET_HOST`, `TARGET_PORT`, `FLYTUBE_PASSPHRASE`). Every problem
     /// is reported before anything connects.
     pub fn build(options: &Options, env: &HashMap<String, String>) -> Result<Settings> {
+        Settings::build_inner(options, env, true)
+    }
+
+    /// Like `build`, but a missing host key setting is allowed: `flytube check` then shows
+    /// the relay's fingerprint and the line to pin it (and still fails).
+    pub fn build_for_check(options: &Options, env: &HashMap<String, String>) -> Result<Settings> {
+        Settings::build_inner(options, env, false)
+    }
+
+    fn build_inner(
+        options: &Options,
+        env: &HashMap<String, String>,
+        require_host_key: bool,
+    ) -> Result<Settings> {
         let (file, config_path) = load_file(options.config.as_deref())?;
         let relay = file.relay.unwrap_or_default();
         let auth = file.auth.unwrap_or_default();
@@ -152,7 +166,11 @@ impl Settings {
                 )
             }
         };
-        if relay_host.is_empty() || relay_host.chars().any(char::is_whitespace) {
+        if relay_host.is_empty()
+            || relay_host
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(config_error(format!(
                 "relay host {relay_host:?} is not a host name"
             )));
@@ -211,7 +229,7 @@ impl Settings {
             Some(text) => Some(Fingerprint::parse(&text).map_err(config_error)?),
             None => None,
         };
-        if known_hosts.is_none() && fingerprint.is_none() {
+        if require_host_key && known_hosts.is_none() && fingerprint.is_none() {
             return Err(config_error(
                 "no way to verify the relay's host key: set --known-hosts or \
                  --host-key-fingerprint (or host_key.known_hosts / host_key.fingerprint in the \

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
+use crate::cert::{Certificate, Validity, format_utc};
+use crate::check::EXPIRY_WARNING;
 use crate::error::{Error, Result};
 use crate::pump::{Pump, PumpEnd, PumpParts};
 use crate::relay;
@@ -90,6 +92,7 @@ impl Supervisor {
             settings.user,
             settings.forwards.len()
         );
+        warn_about_certificate(&settings);
         while !self.stop.is_stopped() {
             let delay = match relay::connect(&settings) {
                 Ok((connected, negotiated)) => {
@@ -151,6 +154,7 @@ impl Supervisor {
                     return Err(e);
                 }
                 Err(e @ Error::Auth { .. }) => {
+                    warn_about_certificate(&settings);
                     let delay = settings.reconnect_max;
                     log::error!("{e}; retrying in {}s", delay.as_secs());
                     delay
@@ -184,5 +188,42 @@ impl Supervisor {
                 std::thread::sleep(left.min(Duration::from_millis(100)));
             }
         }
+    }
+}
+
+/// Logs a certificate that is expired, not yet valid, or close to its end: the most common
+/// reason a working tunnel stops authenticating.
+fn warn_about_certificate(settings: &Settings) {
+    let Some(path) = &settings.certificate else {
+        return;
+    };
+    let cert = match std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| Certificate::parse(&text))
+    {
+        Ok(cert) => cert,
+        Err(e) => {
+            log::warn!("certificate {}: {e}", path.display());
+            return;
+        }
+    };
+    match cert.validity() {
+        Validity::Expired => log::error!(
+            "certificate {} expired at {}: renew it",
+            path.display(),
+            format_utc(cert.valid_before)
+        ),
+        Validity::NotYet => log::error!(
+            "certificate {} is valid only from {}: check this machine's clock",
+            path.display(),
+            format_utc(cert.valid_after)
+        ),
+        Validity::Valid(left) if Duration::from_secs(left) < EXPIRY_WARNING => log::warn!(
+            "certificate {} expires at {} (in {:.1} days): renew it soon",
+            path.display(),
+            format_utc(cert.valid_before),
+            left as f64 / 86_400.0
+        ),
+        Validity::Valid(_) => {}
     }
 }

@@ -110,7 +110,7 @@ impl Relay {
         keygen(&dir.join("ca"), "ed25519");
         keygen(&dir.join("id_ed25519"), "ed25519");
         let user = user();
-        sign(&dir.join("ca"), &dir.join("id_ed25519"), &user, "-5m:+1d");
+        sign(&dir.join("ca"), &dir.join("id_ed25519"), &user, "-5m:+52w");
         std::fs::write(dir.join("authorized_keys"), "").unwrap();
         let _ = std::fs::create_dir_all("/run/sshd");
         let port = free_port();
