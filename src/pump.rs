@@ -413,7 +413,10 @@ impl<'a> Pump<'a> {
         }
         if let Probe::Opening = self.probe {
             match self.session.channel_session() {
-                Ok(channel) => self.probe = Probe::Closing(channel),
+                Ok(channel) => {
+                    self.liveness.touch();
+                    self.probe = Probe::Closing(channel);
+                }
                 Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {
                     self.note_probe_block(pass);
                     return Ok(());
@@ -427,6 +430,7 @@ impl<'a> Pump<'a> {
                         return Err(format!("liveness probe: {}", e.message()));
                     }
                     // A refusal is an answer too: the relay is alive.
+                    self.liveness.touch();
                     log::trace!("probe refused by relay: {}", e.message());
                     return Ok(());
                 }

@@ -60,7 +60,11 @@ impl WakeReceiver {
     /// Clears pending rings. Call before looking at the queues, so a ring that arrives
     /// after the look makes the next wait return.
     pub fn clear(&mut self) {
-        self.inner.pending.store(false, Ordering::SeqCst);
+        // A byte is written only when `pending` goes from false to true, so when it was
+        // already false there is nothing to read: a busy pump skips the syscall.
+        if !self.inner.pending.swap(false, Ordering::SeqCst) {
+            return;
+        }
         let mut sink = [0u8; 64];
         while let Ok(n) = self.rx.read(&mut sink) {
             if n < sink.len() {
