@@ -155,10 +155,12 @@ impl Conn {
     /// stops us reading it. Does no I/O: used right before the pump sleeps, to catch data
     /// another channel's call drained off the socket.
     pub fn has_unread(&self) -> bool {
-        !self.is_closing()
-            && !self.remote_eof
-            && self.stash.is_empty()
-            && self.channel.read_window().available > 0
+        !self.is_closing() && !self.remote_eof && self.stash.is_empty() && self.has_queued_input()
+    }
+
+    /// Data or an EOF for this channel waits in libssh2's packet queue (no I/O).
+    fn has_queued_input(&self) -> bool {
+        self.channel.read_window().available > 0 || self.channel.eof()
     }
 
     /// Stops the connection: the target socket is shut (its threads end), and the channel
@@ -180,7 +182,9 @@ impl Conn {
     }
 
     /// Moves whatever can move without blocking. `scratch` is the pump's read buffer.
-    pub fn step(&mut self, session: &ssh2::Session, scratch: &mut [u8]) -> Step {
+    /// `drained`: this pass already read everything the socket had into libssh2's queue,
+    /// so a channel with nothing queued need not call into libssh2 to read.
+    pub fn step(&mut self, session: &ssh2::Session, scratch: &mut [u8], drained: bool) -> Step {
         let mut step = Step::default();
         if self.closed {
             return step;
@@ -225,6 +229,9 @@ impl Conn {
         // Relay -> target.
         self.flush_stash(&mut step);
         while !self.is_closing() && !self.remote_eof && self.stash.is_empty() {
+            if drained && !self.has_queued_input() {
+                break;
+            }
             let before = step.progress;
             self.read_down(session, scratch, &mut step);
             if step.fatal.is_some() || self.in_flight.is_some() || step.progress == before {

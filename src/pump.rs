@@ -229,6 +229,9 @@ impl<'a> Pump<'a> {
 
     /// One round over every listener, forward, connection and the probe.
     fn one_pass(&mut self, pass: &mut Pass) -> Result<(), String> {
+        // accept() reads the socket until it would block, so after it every channel's
+        // input is in libssh2's queue and idle channels can be skipped cheaply.
+        let drained = self.slots.iter().any(|s| s.listener.is_some());
         self.accept_all(pass)?;
         if self.drain_started.is_none() && self.quiet() {
             self.request_due_forwards()?;
@@ -236,7 +239,7 @@ impl<'a> Pump<'a> {
         let mut index = 0;
         while index < self.conns.len() {
             let conn = &mut self.conns[index];
-            let step = conn.step(&self.session, &mut self.scratch);
+            let step = conn.step(&self.session, &mut self.scratch, drained);
             if let Some(fatal) = step.fatal {
                 return Err(fatal);
             }

@@ -179,7 +179,16 @@ fn standby_takes_over_when_the_active_one_dies() {
         "{:?}",
         killed_at.elapsed()
     );
-    assert_eq!(echo_round_trip(source, b"standby"), b"standby");
+    // A connection that arrives in the very instant the relay hands the port over can be
+    // reset on the relay side (sshd logs no forwarded connection for it; seen about once in
+    // ten runs); one made a moment later must be served.
+    let served = (0..3).any(|attempt| {
+        thread::sleep(Duration::from_millis(100 * attempt));
+        std::panic::catch_unwind(|| echo_round_trip(source, b"standby"))
+            .is_ok_and(|b| b == b"standby")
+    });
+    assert!(served, "standby did not serve:\n{}", standby.output());
+    standby.wait_for("completed", Duration::from_secs(5));
 }
 
 #[test]

@@ -128,9 +128,11 @@ impl Relay {
              AllowTcpForwarding remote\n\
              GatewayPorts no\n\
              MaxStartups 100:30:200\n\
-             LogLevel VERBOSE\n\
+             LogLevel {level}\n\
              {extra}\n",
-            dir = dir.0.display()
+            dir = dir.0.display(),
+            level =
+                std::env::var("FLYTUBE_TEST_SSHD_LOGLEVEL").unwrap_or_else(|_| "VERBOSE".into())
         );
         std::fs::write(dir.join("sshd_config"), config).unwrap();
         let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
@@ -263,8 +265,11 @@ impl Flytube {
 
     pub fn start_env(args: &[String], env: &[(&str, &str)]) -> Flytube {
         let mut cmd = Command::new(flytube_bin());
-        cmd.args(args)
-            .env_remove("RUST_LOG")
+        cmd.args(args);
+        if std::env::var_os("FLYTUBE_TEST_VERBOSE").is_some() {
+            cmd.arg("-vv");
+        }
+        cmd.env_remove("RUST_LOG")
             .env_remove("FLYTUBE_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
