@@ -437,3 +437,50 @@ fn version_prints() {
     assert_eq!(status, Some(0));
     assert!(stdout.starts_with("flytube "), "{stdout}");
 }
+
+#[test]
+fn man_page_documents_every_command_flag_and_variable() {
+    use clap::CommandFactory;
+    let man =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/flytube.8")).unwrap();
+    // roff escapes '-' as '\-'.
+    let man = man.replace("\\-", "-");
+    let cli = flytube::cli::Cli::command();
+    for sub in cli.get_subcommands() {
+        assert!(
+            man.contains(&format!(".B {}", sub.get_name())),
+            "man page lacks command {}",
+            sub.get_name()
+        );
+        for arg in sub.get_arguments() {
+            if let Some(long) = arg.get_long() {
+                if long == "help" {
+                    continue;
+                }
+                assert!(
+                    man.contains(&format!("--{long}")),
+                    "man page lacks --{long}"
+                );
+            }
+            if let Some(env) = arg.get_env() {
+                let env = env.to_string_lossy();
+                assert!(man.contains(env.as_ref()), "man page lacks {env}");
+            }
+        }
+    }
+    for name in [
+        "SOURCE_PORT",
+        "TARGET_HOST",
+        "TARGET_PORT",
+        "FLYTUBE_PASSPHRASE",
+        "RUST_LOG",
+    ] {
+        assert!(man.contains(name), "man page lacks {name}");
+    }
+    for code in ["69", "77", "78"] {
+        assert!(
+            man.contains(&format!(".B {code}")),
+            "man page lacks exit status {code}"
+        );
+    }
+}
