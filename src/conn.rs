@@ -170,6 +170,10 @@ impl Conn {
             self.reason = Some(reason.into());
         }
         if let Some(target) = &self.target {
+            // An aborted connection is reset, not closed: with SO_LINGER 0 the last close
+            // sends RST, so a target still writing learns at once. A plain close can leave
+            // the target blocked on a zero window for the kernel's FIN-WAIT-2 minute.
+            let _ = socket2::SockRef::from(target).set_linger(Some(Duration::ZERO));
             let _ = target.shutdown(Shutdown::Both);
         }
         self.stash.clear();
@@ -240,6 +244,9 @@ impl Conn {
         }
         if step.fatal.is_some() || self.in_flight.is_some() {
             return step;
+        }
+        if self.remote_eof && !self.eof_sent && !self.is_closing() {
+            self.check_remote_close(session, &mut step);
         }
         // Both directions finished: close.
         if self.remote_eof && self.eof_sent && self.stash.is_empty() && !self.is_closing() {
@@ -330,6 +337,22 @@ impl Conn {
                 self.in_flight = None;
                 self.channel_error(session, "read from relay channel", &e.to_string(), step);
             }
+        }
+    }
+
+    /// After the relay's EOF, the relay may also close the channel: the platform client is
+    /// gone for good (a reset, or a full close). OpenSSH sends CLOSE early only then; for a
+    /// plain half-close it waits for our EOF. libssh2 has no call that just reports a
+    /// remote CLOSE, but `wait_close` in non-blocking mode returns Ok only once it has
+    /// arrived (it needs the remote EOF first, which we have) and EAGAIN otherwise.
+    fn check_remote_close(&mut self, session: &ssh2::Session, step: &mut Step) {
+        match self.channel.wait_close() {
+            Ok(()) => {
+                self.abort("the relay closed the channel: the platform side went away");
+                step.progress = true;
+            }
+            Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {}
+            Err(e) => self.channel_error(session, "wait for channel close", e.message(), step),
         }
     }
 

@@ -189,3 +189,35 @@ fn target_that_resets_closes_only_its_connection() {
     );
     assert_eq!(echo_round_trip(healthy, b"still fine"), b"still fine");
 }
+
+#[test]
+fn client_that_goes_away_while_the_target_streams_ends_the_connection() {
+    let relay = Relay::start();
+    // A target that streams until it cannot write any more, like iperf3 -R's server.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if s.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        tx.send(started.elapsed()).unwrap();
+    });
+    let source = free_port();
+    let flytube = start_tunnel(&relay, &[(source, target)]);
+    let mut client = connect(source);
+    let mut buf = vec![0u8; 1 << 20];
+    client.read_exact(&mut buf).unwrap();
+    // Go away with unread data queued: the client's kernel resets the connection.
+    drop(client);
+    let streamed = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the target's connection must be closed once the client is gone");
+    assert!(streamed < Duration::from_secs(10), "{streamed:?}");
+    flytube.wait_for("the platform side went away", Duration::from_secs(5));
+}
