@@ -433,7 +433,40 @@ impl Conn {
         step.progress = true;
     }
 
+    /// Fast path: when the writer thread has written everything it was given, hand the
+    /// bytes to the target socket directly with a non-blocking send (MSG_DONTWAIT, so the
+    /// socket's own blocking mode, shared with the copy threads, is untouched). Whatever the
+    /// socket does not take goes to the writer as usual. Saves a thread hand-off per message
+    /// on the latency-critical path; order is kept because the writer is idle.
+    fn send_direct(&mut self, step: &mut Step) {
+        let Some(target) = &self.target else {
+            return;
+        };
+        if !self.link.writer_idle() {
+            return;
+        }
+        let Some(Down::Data(buf)) = self.stash.front_mut() else {
+            return;
+        };
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        match socket2::SockRef::from(target).send_with_flags(buf, flags) {
+            Ok(n) if n == buf.len() => {
+                self.stash.pop_front();
+                step.progress = true;
+            }
+            Ok(n) => {
+                buf.drain(..n);
+                step.progress = true;
+            }
+            // Full socket or an error: the writer takes it and reports any failure.
+            Err(_) => {}
+        }
+    }
+
     fn flush_stash(&mut self, step: &mut Step) {
+        if self.stash.len() == 1 {
+            self.send_direct(step);
+        }
         while let Some(message) = self.stash.pop_front() {
             match self.link.try_send_down(message) {
                 Ok(()) => step.progress = true,

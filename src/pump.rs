@@ -217,7 +217,10 @@ impl<'a> Pump<'a> {
                 write: pass.wants_write,
             };
             match wake::wait(self.socket.as_raw_fd(), interest, self.wake_rx, timeout) {
-                Ok(ready) if ready.socket_readable => self.liveness.touch(),
+                Ok(ready) if ready.socket_readable => {
+                    self.liveness.touch();
+                    self.ack_now();
+                }
                 Ok(_) => {}
                 Err(e) => return PumpEnd::Lost(format!("poll failed: {e}")),
             }
@@ -530,6 +533,17 @@ impl<'a> Pump<'a> {
             drop(slot.listener.take());
         }
         self.probe = Probe::Idle;
+    }
+
+    /// The relay's sshd keeps Nagle on for non-interactive sessions, so it holds a small
+    /// packet back until its previous one is acknowledged; with our kernel delaying ACKs
+    /// (up to 40 ms) every connection set-up and teardown would stall. TCP_QUICKACK is not
+    /// sticky on Linux, so it is set again whenever the relay sent something.
+    fn ack_now(&self) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let _ = socket2::SockRef::from(&self.socket).set_tcp_quickack(true);
+        }
     }
 
     fn sleep_limit(&self, pass: &Pass) -> Duration {

@@ -6,7 +6,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -22,6 +22,9 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// Reads shorter than this are copied into an exact-size buffer, so idle or chatty
 /// connections do not pin 64 KiB buffers in the queues.
 const SMALL_READ: usize = 4096;
+/// A connection starts reading with a buffer this big and switches to READ_CHUNK once a
+/// read fills it: 500 idle connections then hold 500 x 8 KiB, not 500 x 64 KiB.
+const FIRST_READ: usize = 8 * 1024;
 /// Buffers queued per direction per connection. With READ_CHUNK this bounds what flytube
 /// holds for one connection to about 4 x 64 KiB each way, however slow a side is.
 pub const QUEUE_DEPTH: usize = 4;
@@ -62,6 +65,9 @@ pub struct Link {
     /// Set by the pump before it tries to queue; cleared by the writer, which then rings
     /// the waker, so a full queue never leaves the pump asleep.
     pub down_stalled: Arc<AtomicBool>,
+    /// Messages queued for the writer and not yet fully written. Zero means the target
+    /// socket has everything sent so far, so the pump may send to it directly.
+    pub down_unwritten: Arc<AtomicI64>,
 }
 
 impl Link {
@@ -73,6 +79,7 @@ impl Link {
             up,
             down,
             down_stalled: Arc::new(AtomicBool::new(false)),
+            down_unwritten: Arc::new(AtomicI64::new(0)),
         }
     }
 
@@ -80,11 +87,21 @@ impl Link {
     /// wakes the pump. Returns the message back when the queue is full.
     pub fn try_send_down(&self, message: Down) -> Result<(), TrySendError<Down>> {
         self.down_stalled.store(true, Ordering::SeqCst);
+        // Counted before it is visible to the writer, which subtracts after writing.
+        self.down_unwritten.fetch_add(1, Ordering::SeqCst);
         let result = self.down.try_send(message);
-        if result.is_ok() {
-            self.down_stalled.store(false, Ordering::SeqCst);
+        match &result {
+            Ok(()) => self.down_stalled.store(false, Ordering::SeqCst),
+            Err(_) => {
+                self.down_unwritten.fetch_sub(1, Ordering::SeqCst);
+            }
         }
         result
+    }
+
+    /// True when the writer has written everything it was given.
+    pub fn writer_idle(&self) -> bool {
+        self.down_unwritten.load(Ordering::SeqCst) == 0
     }
 }
 
@@ -129,18 +146,29 @@ pub fn spawn(id: u64, plan: TargetPlan, waker: Waker, threads: ThreadCount) -> i
     let (down_tx, down_rx) = bounded(QUEUE_DEPTH);
     let down_stalled = Arc::new(AtomicBool::new(false));
     let stalled = down_stalled.clone();
+    let down_unwritten = Arc::new(AtomicI64::new(0));
+    let unwritten = down_unwritten.clone();
     let guard = threads.enter();
     thread::Builder::new()
         .name(format!("conn-{id}"))
         .stack_size(COPY_THREAD_STACK)
         .spawn(move || {
             let _guard = guard;
-            run_worker(id, plan, waker, threads, up_tx, down_rx, stalled);
+            run_worker(
+                id,
+                plan,
+                waker,
+                threads,
+                up_tx,
+                down_rx,
+                (stalled, unwritten),
+            );
         })?;
     Ok(Link {
         up: up_rx,
         down: down_tx,
         down_stalled,
+        down_unwritten,
     })
 }
 
@@ -151,7 +179,7 @@ fn run_worker(
     threads: ThreadCount,
     up: Sender<Up>,
     down: Receiver<Down>,
-    stalled: Arc<AtomicBool>,
+    flags: (Arc<AtomicBool>, Arc<AtomicI64>),
 ) {
     let send_up = |message: Up| {
         let delivered = up.send(message).is_ok();
@@ -184,7 +212,7 @@ fn run_worker(
         .stack_size(COPY_THREAD_STACK)
         .spawn(move || {
             let _guard = guard;
-            copy_to_target(for_writer, down, stalled, writer_waker, writer_up);
+            copy_to_target(for_writer, down, flags, writer_waker, writer_up);
         });
     if let Err(e) = spawned {
         let _ = stream.shutdown(Shutdown::Both);
@@ -230,7 +258,7 @@ fn tune_target_socket(stream: &TcpStream) {
 
 /// Target -> pump. Blocking reads; a full queue blocks us, which stops reading the target.
 fn copy_from_target(mut stream: TcpStream, send_up: impl Fn(Up) -> bool) {
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut buf = vec![0u8; FIRST_READ];
     loop {
         match stream.read(&mut buf) {
             Ok(0) => {
@@ -243,7 +271,13 @@ fn copy_from_target(mut stream: TcpStream, send_up: impl Fn(Up) -> bool) {
                 }
             }
             Ok(n) => {
-                let mut full = std::mem::replace(&mut buf, vec![0u8; READ_CHUNK]);
+                // A full buffer means bulk data: read in big chunks from now on.
+                let next = if n == buf.len() {
+                    READ_CHUNK
+                } else {
+                    buf.len()
+                };
+                let mut full = std::mem::replace(&mut buf, vec![0u8; next]);
                 full.truncate(n);
                 if !send_up(Up::Data(full)) {
                     return;
@@ -262,7 +296,7 @@ fn copy_from_target(mut stream: TcpStream, send_up: impl Fn(Up) -> bool) {
 fn copy_to_target(
     mut stream: TcpStream,
     down: Receiver<Down>,
-    stalled: Arc<AtomicBool>,
+    (stalled, unwritten): (Arc<AtomicBool>, Arc<AtomicI64>),
     waker: Waker,
     up: Sender<Up>,
 ) {
@@ -272,7 +306,9 @@ fn copy_to_target(
         }
         match message {
             Down::Data(buf) => {
-                if let Err(e) = stream.write_all(&buf) {
+                let written = stream.write_all(&buf);
+                unwritten.fetch_sub(1, Ordering::SeqCst);
+                if let Err(e) = written {
                     // Tell the pump why, and make the reader stop too.
                     let _ = up.try_send(Up::Failed(format!("write to target: {e}")));
                     let _ = stream.shutdown(Shutdown::Both);
