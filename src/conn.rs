@@ -325,8 +325,16 @@ impl Conn {
                 self.bytes_down += n as u64;
                 self.last_activity = Instant::now();
                 if !self.is_closing() {
-                    self.stash.push_back(Down::Data(scratch[..n].to_vec()));
-                    self.flush_stash(step);
+                    // Straight from the read buffer when the target takes it all: no copy.
+                    let sent = if self.stash.is_empty() {
+                        self.send_direct(&scratch[..n])
+                    } else {
+                        0
+                    };
+                    if sent < n {
+                        self.stash.push_back(Down::Data(scratch[sent..n].to_vec()));
+                        self.flush_stash(step);
+                    }
                 }
                 step.progress = true;
             }
@@ -435,38 +443,25 @@ impl Conn {
 
     /// Fast path: when the writer thread has written everything it was given, hand the
     /// bytes to the target socket directly with a non-blocking send (MSG_DONTWAIT, so the
-    /// socket's own blocking mode, shared with the copy threads, is untouched). Whatever the
-    /// socket does not take goes to the writer as usual. Saves a thread hand-off per message
-    /// on the latency-critical path; order is kept because the writer is idle.
-    fn send_direct(&mut self, step: &mut Step) {
+    /// socket's own blocking mode, shared with the copy threads, is untouched). What the
+    /// socket does not take goes to the writer as usual. This saves a thread hand-off per
+    /// message on the latency-critical path; order is kept because the writer is idle.
+    /// Returns how many bytes the socket took.
+    fn send_direct(&self, bytes: &[u8]) -> usize {
         let Some(target) = &self.target else {
-            return;
+            return 0;
         };
         if !self.link.writer_idle() {
-            return;
+            return 0;
         }
-        let Some(Down::Data(buf)) = self.stash.front_mut() else {
-            return;
-        };
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-        match socket2::SockRef::from(target).send_with_flags(buf, flags) {
-            Ok(n) if n == buf.len() => {
-                self.stash.pop_front();
-                step.progress = true;
-            }
-            Ok(n) => {
-                buf.drain(..n);
-                step.progress = true;
-            }
-            // Full socket or an error: the writer takes it and reports any failure.
-            Err(_) => {}
-        }
+        // A full socket or an error: the writer takes the bytes and reports any failure.
+        socket2::SockRef::from(target)
+            .send_with_flags(bytes, flags)
+            .unwrap_or(0)
     }
 
     fn flush_stash(&mut self, step: &mut Step) {
-        if self.stash.len() == 1 {
-            self.send_direct(step);
-        }
         while let Some(message) = self.stash.pop_front() {
             match self.link.try_send_down(message) {
                 Ok(()) => step.progress = true,

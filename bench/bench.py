@@ -1,0 +1,1094 @@
+#!/usr/bin/env python3
+"""flytube vs OpenSSH `ssh -R`: throughput, latency, connection setup, memory, CPU, scaling.
+
+Starts one throwaway OpenSSH sshd relay on 127.0.0.1 (temporary directory, generated host
+key, user CA, signed ed25519 client certificate), an iperf3 server and an epoll echo server
+as targets, then for each cipher runs flytube and `ssh -N -R` in turn against that relay
+and measures both the same way. Prints one row per figure (flytube, OpenSSH, ratio, goal)
+and optionally writes the table as markdown. Python 3 standard library only.
+
+All traffic stays on 127.0.0.1, every loop is bounded by a count or a deadline, and every
+process and temporary file is removed at the end (also on Ctrl-C, SIGTERM or an error).
+See bench/README.md.
+"""
+
+import argparse
+import datetime
+import errno
+import json
+import os
+import platform
+import re
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HOST = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SCALE_BUDGET = 4 * 1024 * 1024  # bytes outstanding across all connections in the scaling runs
+DEFAULT_CIPHERS = "aes256-gcm@openssh.com,chacha20-poly1305@openssh.com"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Goals on the ratio flytube / OpenSSH, by kind of figure.
+#   ("min", x): met when ratio >= x (higher is better); ("max", x): met when ratio <= x.
+GOALS = {
+    "throughput": ("min", 1.0),
+    "rtt_p50": ("max", 1.0),
+    "setup": ("max", 0.1),
+    "churn": ("max", 0.1),
+    "idle_mem": ("max", 1.5),
+}
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# Echo server (runs as a separate process: bench.py --echo-server)
+# --------------------------------------------------------------------------------------
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def echo_server_main():
+    """Single-threaded epoll echo server. Prints its port, serves until stdin closes or
+    SIGTERM. Back-pressure: a connection whose echo cannot be written is not read."""
+    raise_nofile()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind((HOST, 0))
+    lsock.listen(4096)
+    lsock.setblocking(False)
+    print(lsock.getsockname()[1], flush=True)
+    sel = selectors.DefaultSelector()  # epoll on Linux
+    sel.register(lsock, selectors.EVENT_READ, None)
+    sel.register(sys.stdin, selectors.EVENT_READ, "stdin")
+    pending = {}  # sock -> unsent bytes
+    buf = bytearray(256 * 1024)
+    view = memoryview(buf)
+
+    def drop(s):
+        pending.pop(s, None)
+        try:
+            sel.unregister(s)
+        except (KeyError, ValueError):
+            pass
+        s.close()
+
+    while True:
+        for key, events in sel.select(timeout=1.0):
+            s = key.fileobj
+            if key.data == "stdin":
+                if not os.read(sys.stdin.fileno(), 4096):
+                    return
+                continue
+            if s is lsock:
+                for _ in range(256):
+                    try:
+                        c, _addr = lsock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError as e:  # EMFILE and friends: keep serving the others
+                        if e.errno in (errno.EMFILE, errno.ENFILE):
+                            break
+                        raise
+                    c.setblocking(False)
+                    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    sel.register(c, selectors.EVENT_READ, "c")
+                continue
+            if events & selectors.EVENT_WRITE:
+                data = pending.get(s)
+                try:
+                    n = s.send(data)
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+                except OSError:
+                    drop(s)
+                    continue
+                if n == len(data):
+                    del pending[s]
+                    sel.modify(s, selectors.EVENT_READ, "c")
+                else:
+                    pending[s] = data[n:]
+                continue
+            if events & selectors.EVENT_READ:
+                try:
+                    n = s.recv_into(buf)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    drop(s)
+                    continue
+                if n == 0:
+                    drop(s)
+                    continue
+                try:
+                    sent = s.send(view[:n])
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    drop(s)
+                    continue
+                if sent < n:
+                    pending[s] = bytes(view[sent:n])
+                    sel.modify(s, selectors.EVENT_WRITE, "c")
+
+
+# --------------------------------------------------------------------------------------
+# Process bookkeeping
+# --------------------------------------------------------------------------------------
+
+class Procs:
+    """Every process the benchmark starts, so that all of them are stopped at the end."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, name, argv, **kw):
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        # Own process group: a Ctrl-C in the terminal reaches only us; we stop the rest
+        # in order (connectors before the relay).
+        p = subprocess.Popen(argv, start_new_session=True, **kw)
+        p.bench_name = name
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, grace=15.0):
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                log(f"{p.bench_name} (pid {p.pid}) ignored SIGTERM for {grace:.0f}s; killing it")
+                p.kill()
+                p.wait(timeout=10)
+        for f in (p.stdin, p.stdout, p.stderr):
+            if f:
+                f.close()
+        if p in self.procs:
+            self.procs.remove(p)
+        return p.returncode
+
+    def stop_all(self):
+        for p in reversed(list(self.procs)):
+            try:
+                self.stop(p, grace=5.0)
+            except Exception as e:  # keep stopping the others
+                log(f"stopping {p.bench_name}: {e}")
+
+
+def children_of(pid):
+    """PIDs whose parent is pid (sshd session processes, which run in their own session)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if int(fields[1]) == pid:
+            out.append(int(d))
+    return out
+
+
+def proc_rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def proc_threads(pid):
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def proc_cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rfind(")") + 2:].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def free_port():
+    s = socket.socket()
+    s.bind((HOST, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def listening(port):
+    """True when something listens on 127.0.0.1:port (from /proc/net/tcp)."""
+    want = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if parts[1] == want and parts[3] == "0A":
+                return True
+    return False
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def percentile(xs, q):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = min(len(xs) - 1, max(0, int(round(q / 100.0 * (len(xs) - 1)))))
+    return xs[k]
+
+
+# --------------------------------------------------------------------------------------
+# Relay and targets
+# --------------------------------------------------------------------------------------
+
+def run_quiet(argv):
+    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE, timeout=60)
+
+
+def make_keys(d, user, relay_port):
+    for name in ("host_ed25519", "ca", "id_ed25519"):
+        run_quiet(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"bench-{name}",
+                   "-f", os.path.join(d, name)])
+    run_quiet(["ssh-keygen", "-q", "-s", os.path.join(d, "ca"), "-I", "flytube-bench",
+               "-n", user, "-V", "-5m:+30d", os.path.join(d, "id_ed25519.pub")])
+    with open(os.path.join(d, "host_ed25519.pub")) as f:
+        host_pub = " ".join(f.read().split()[:2])
+    with open(os.path.join(d, "known_hosts"), "w") as f:
+        f.write(f"[{HOST}]:{relay_port} {host_pub}\n")
+
+
+def start_relay(procs, d, port, ciphers):
+    conf = os.path.join(d, "sshd_config")
+    with open(conf, "w") as f:
+        f.write(f"""ListenAddress {HOST}:{port}
+HostKey {d}/host_ed25519
+PidFile {d}/sshd.pid
+TrustedUserCAKeys {d}/ca.pub
+AuthorizedKeysFile none
+StrictModes no
+UsePAM no
+UseDNS no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+AllowTcpForwarding remote
+GatewayPorts no
+Ciphers {",".join(ciphers)}
+MaxStartups 1000:30:1000
+MaxSessions 100
+ClientAliveInterval 15
+ClientAliveCountMax 3
+LogLevel INFO
+""")
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    run_quiet([sshd, "-t", "-f", conf])
+    p = procs.start("sshd", [sshd, "-D", "-f", conf, "-E", os.path.join(d, "sshd.log")])
+    deadline = time.monotonic() + 15
+    while not listening(port):
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("sshd did not start:\n" + tail(os.path.join(d, "sshd.log")))
+        time.sleep(0.05)
+    return p
+
+
+def start_iperf3(procs, d):
+    port = free_port()
+    p = procs.start("iperf3 server", ["iperf3", "-s", "-B", HOST, "-p", str(port)],
+                    stdout=open(os.path.join(d, "iperf3-server.log"), "ab"),
+                    stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while not listening(port):
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("iperf3 server did not start")
+        time.sleep(0.05)
+    return p, port
+
+
+def start_echo(procs):
+    p = procs.start("echo server", [sys.executable, os.path.abspath(__file__), "--echo-server"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    line = p.stdout.readline()
+    if not line:
+        raise RuntimeError("echo server did not start")
+    return p, int(line)
+
+
+def tail(path, n=20):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------------------
+# Connectors
+# --------------------------------------------------------------------------------------
+
+class Connector:
+    def __init__(self, kind, proc, logpath, fwd_iperf, fwd_echo):
+        self.kind = kind
+        self.proc = proc
+        self.pid = proc.pid
+        self.logpath = logpath
+        self.fwd_iperf = fwd_iperf
+        self.fwd_echo = fwd_echo
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def check(self):
+        if not self.alive():
+            raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}:\n"
+                               + tail(self.logpath))
+
+
+def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, echo_port):
+    src_iperf, src_echo = free_port(), free_port()
+    while src_echo == src_iperf:
+        src_echo = free_port()
+    tag = f"{kind}-{cipher.split('@')[0]}"
+    logpath = os.path.join(d, f"{tag}.log")
+    ident = os.path.join(d, "id_ed25519")
+    kh = os.path.join(d, "known_hosts")
+    fwds = [f"{HOST}:{src_iperf}:{HOST}:{iperf_port}", f"{HOST}:{src_echo}:{HOST}:{echo_port}"]
+    if kind == "flytube":
+        argv = [args.flytube, "run", "--relay", f"{HOST}:{relay_port}", "--user", user,
+                "-i", ident, "--known-hosts", kh, "--ciphers", cipher]
+        for f in fwds:
+            argv += ["-R", f]
+    else:
+        argv = ["ssh", "-N", "-F", "/dev/null", "-o", "ExitOnForwardFailure=yes",
+                "-o", f"Ciphers={cipher}", "-o", f"UserKnownHostsFile={kh}",
+                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+                "-o", "IdentitiesOnly=yes", "-o", "Compression=no", "-o", "LogLevel=ERROR",
+                "-i", ident, "-o", f"CertificateFile={ident}-cert.pub", "-p", str(relay_port)]
+        for f in fwds:
+            argv += ["-R", f]
+        argv.append(f"{user}@{HOST}")
+    logf = open(logpath, "ab")
+    env = dict(os.environ)
+    env.pop("RUST_LOG", None)
+    p = procs.start(tag, argv, stderr=logf, stdout=logf, env=env)
+    logf.close()
+    c = Connector(kind, p, logpath, src_iperf, src_echo)
+    # Wait until each forward port accepts connections; the echo one must echo.
+    deadline = time.monotonic() + 30
+    while True:
+        c.check()
+        if listening(src_iperf) and listening(src_echo):
+            try:
+                s = socket.create_connection((HOST, src_echo), timeout=5)
+                try:
+                    s.sendall(b"ping")
+                    if recv_exact(s, 4) == b"ping":
+                        break
+                finally:
+                    s.close()
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{kind}: forwards not up after 30s:\n" + tail(logpath))
+        time.sleep(0.1)
+    # The iperf3 forward: a plain connect proves the relay listens and the channel opens.
+    s = socket.create_connection((HOST, src_iperf), timeout=5)
+    s.close()
+    time.sleep(0.3)
+    log(f"{kind} ({cipher}) up, pid {c.pid}: {HOST}:{src_iperf} -> iperf3, "
+        f"{HOST}:{src_echo} -> echo")
+    return c
+
+
+# --------------------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------------------
+
+def recv_exact(s, n):
+    out = bytearray()
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(out)} of {n} bytes")
+        out += chunk
+    return bytes(out)
+
+
+def iperf(ctx, port, seconds, streams, reverse, attempts=2):
+    """One iperf3 run (retried once after restarting the server); returns (MB/s, bytes
+    moved) or (None, 0) on failure."""
+    for attempt in range(attempts):
+        # iperf3 closes its listening socket during a test and reopens it afterwards:
+        # start only once it listens again, or the connector's dial is refused.
+        deadline = time.monotonic() + 10
+        while not listening(ctx.iperf_port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        mbps, nbytes = iperf_once(ctx, port, seconds, streams, reverse)
+        if mbps is not None:
+            return mbps, nbytes
+    return None, 0
+
+
+def iperf_once(procs_ctx, port, seconds, streams, reverse):
+    argv = ["iperf3", "-c", HOST, "-p", str(port), "-t", str(seconds), "--json",
+            "--connect-timeout", "5000"]
+    if streams > 1:
+        argv += ["-P", str(streams)]
+    if reverse:
+        argv.append("-R")
+    try:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=seconds + 30)
+    except subprocess.TimeoutExpired:
+        log(f"iperf3 {' '.join(argv[5:])} timed out")
+        procs_ctx.restart_iperf()
+        return None, 0
+    try:
+        res = json.loads(r.stdout)
+    except ValueError:
+        res = {}
+    if r.returncode != 0 or "error" in res:
+        log(f"iperf3 failed (rc {r.returncode}): {res.get('error') or r.stderr.decode()[-300:]}")
+        procs_ctx.restart_iperf()
+        return None, 0
+    recv = res["end"]["sum_received"]
+    return recv["bits_per_second"] / 8 / 1e6, recv["bytes"]
+
+
+def rtt(port, count, warmup=200):
+    s = socket.create_connection((HOST, port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    msg = os.urandom(64)
+    samples = []
+    try:
+        for i in range(warmup + count):
+            t0 = time.perf_counter_ns()
+            s.sendall(msg)
+            if recv_exact(s, 64) != msg:
+                raise RuntimeError("echo returned different bytes")
+            if i >= warmup:
+                samples.append((time.perf_counter_ns() - t0) / 1e6)
+    finally:
+        s.close()
+    return percentile(samples, 50), percentile(samples, 99)
+
+
+def one_setup(port):
+    t0 = time.perf_counter_ns()
+    s = socket.create_connection((HOST, port), timeout=10)
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(b"abcd")
+        if recv_exact(s, 4) != b"abcd":
+            raise RuntimeError("echo returned different bytes")
+    finally:
+        s.close()
+    return (time.perf_counter_ns() - t0) / 1e6
+
+
+def setup_latency(port, count, spacing):
+    samples, failures = [], 0
+    for _ in range(count):
+        try:
+            samples.append(one_setup(port))
+        except (OSError, RuntimeError):
+            failures += 1
+        if spacing:
+            time.sleep(spacing)
+    return samples, failures
+
+
+def open_idle(port, n):
+    """n connections through the tunnel, each after one 4-byte echo; returns (socks, failed)."""
+    socks, failed = [], 0
+    for _ in range(n):
+        try:
+            s = socket.create_connection((HOST, port), timeout=10)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(b"idle")
+            if recv_exact(s, 4) != b"idle":
+                raise RuntimeError("bad echo")
+            socks.append(s)
+        except (OSError, RuntimeError):
+            failed += 1
+    return socks, failed
+
+
+def close_all(socks):
+    for s in socks:
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
+def push_echo(socks, seconds, pid, warmup=0.5):
+    """Every socket pushes data through the echo target: `warmup` seconds not counted,
+    then `seconds` counted. Each connection keeps at most `cap` bytes outstanding, and all
+    together at most SCALE_BUDGET (OpenSSH sshd spends seconds in memmove when megabytes
+    queue up in it across hundreds of channels, which would measure the relay, not the
+    connector). Returns (echoed MB/s, peak RSS kB, peak threads, broken connections)."""
+    cap = max(4096, min(64 * 1024, SCALE_BUDGET // max(1, len(socks))))
+    chunk = min(16 * 1024, cap)
+    sel = selectors.DefaultSelector()
+    payload = memoryview(os.urandom(chunk))
+    state = {}
+    for s in socks:
+        s.setblocking(False)
+        state[s] = [0, True]  # outstanding bytes, registered for write
+        sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    buf = bytearray(256 * 1024)
+    received = 0
+    broken = 0
+    peak_rss, peak_thr = 0, 0
+    t0 = time.monotonic()
+    start = t0 + warmup
+    deadline = start + seconds
+    next_sample = start
+    counting = False
+    try:
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if not counting and now >= start:
+                counting = True
+                received = 0
+                start = now
+            if counting and now >= next_sample:
+                try:
+                    peak_rss = max(peak_rss, proc_rss_kb(pid))
+                    peak_thr = max(peak_thr, proc_threads(pid))
+                except OSError:
+                    pass
+                next_sample = now + 0.25
+            for key, events in sel.select(timeout=min(0.25, deadline - now)):
+                s = key.fileobj
+                st = state[s]
+                if events & selectors.EVENT_READ:
+                    try:
+                        n = s.recv_into(buf)
+                    except (BlockingIOError, InterruptedError):
+                        n = -1
+                    except OSError:
+                        n = 0
+                    if n == 0:
+                        broken += 1
+                        sel.unregister(s)
+                        continue
+                    if n > 0:
+                        received += n
+                        st[0] -= n
+                        if not st[1] and st[0] < cap:
+                            sel.modify(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
+                            st[1] = True
+                if events & selectors.EVENT_WRITE and st[1]:
+                    try:
+                        n = s.send(payload[: min(chunk, cap - st[0])])
+                    except (BlockingIOError, InterruptedError):
+                        n = 0
+                    except OSError:
+                        broken += 1
+                        sel.unregister(s)
+                        continue
+                    st[0] += n
+                    if st[0] >= cap:
+                        sel.modify(s, selectors.EVENT_READ)
+                        st[1] = False
+    finally:
+        elapsed = max(1e-3, time.monotonic() - start)
+        sel.close()
+    return received / elapsed / 1e6, peak_rss, peak_thr, broken
+
+
+def measure(ctx, c, cipher, out):
+    """Every figure for one connector into `out` ({figure_key: value}); raw samples in
+    ctx.raw. Filled as it goes, so a failure keeps what was measured before it."""
+    a = ctx.args
+    reps = a.reps
+    raw = ctx.raw.setdefault(f"{cipher}/{c.kind}", {})
+
+    def rec(key, val):
+        raw.setdefault(key, []).append(val)
+
+    # Memory and threads at rest (informational).
+    out["rest_rss"] = proc_rss_kb(c.pid) / 1024
+    out["rest_threads"] = proc_threads(c.pid)
+
+    # Throughput, both directions, 1 and 4 streams; CPU over the 1-stream runs.
+    for rep in range(reps):
+        cpu0 = proc_cpu_s(c.pid)
+        moved = 0
+        for reverse in (False, True):
+            mbps, nbytes = iperf(ctx, c.fwd_iperf, a.iperf_seconds, 1, reverse)
+            rec(f"tput_{'rev' if reverse else 'fwd'}_1", mbps)
+            moved += nbytes
+            c.check()
+        cpu1 = proc_cpu_s(c.pid)
+        rec("cpu_per_gb", (cpu1 - cpu0) / (moved / 1e9) if moved else None)
+        for reverse in (False, True):
+            mbps, _ = iperf(ctx, c.fwd_iperf, a.iperf_seconds, 4, reverse)
+            rec(f"tput_{'rev' if reverse else 'fwd'}_4", mbps)
+            c.check()
+        log(f"  {c.kind} throughput rep {rep + 1}/{reps}: "
+            + ", ".join(f"{k}={raw[k][-1]:.0f}" if raw[k][-1] is not None else f"{k}=FAILED"
+                        for k in ("tput_fwd_1", "tput_rev_1", "tput_fwd_4", "tput_rev_4")))
+
+    # RTT, setup (spaced), churn (back to back).
+    for rep in range(reps):
+        p50, p99 = rtt(c.fwd_echo, a.rtt_count)
+        rec("rtt_p50", p50)
+        rec("rtt_p99", p99)
+        samples, fail = setup_latency(c.fwd_echo, a.setup_count, 0.020)
+        rec("setup_p50", percentile(samples, 50))
+        rec("setup_p99", percentile(samples, 99))
+        rec("setup_failed", fail)
+        samples, fail = setup_latency(c.fwd_echo, a.churn_count, 0)
+        rec("churn_median", percentile(samples, 50))
+        rec("churn_failed", fail)
+        c.check()
+        log(f"  {c.kind} latency rep {rep + 1}/{reps}: rtt p50 {p50:.3f} p99 {p99:.3f} ms, "
+            f"setup p50 {raw['setup_p50'][-1]:.3f} ms, churn {raw['churn_median'][-1]:.3f} ms")
+
+    for k in ("tput_fwd_1", "tput_rev_1", "tput_fwd_4", "tput_rev_4", "cpu_per_gb",
+              "rtt_p50", "rtt_p99", "setup_p50", "setup_p99", "churn_median"):
+        out[k] = median(raw[k])
+    out["failed_conns"] = sum(raw["setup_failed"]) + sum(raw["churn_failed"])
+
+    # 500 idle connections.
+    socks, failed = open_idle(c.fwd_echo, a.idle_count)
+    try:
+        time.sleep(1.0)
+        out["idle_rss"] = proc_rss_kb(c.pid) / 1024
+        out["idle_threads"] = proc_threads(c.pid)
+        out["idle_failed"] = failed
+        c.check()
+    finally:
+        close_all(socks)
+    log(f"  {c.kind} {a.idle_count} idle: RSS {out['idle_rss']:.1f} MB, "
+        f"{out['idle_threads']} threads, {failed} failed")
+    wait_settled(ctx, c)
+
+    # Scaling.
+    for n in a.scale:
+        for rep in range(reps):
+            socks, failed = open_idle(c.fwd_echo, n)
+            try:
+                mbps, rss, thr, broken = push_echo(socks, a.scale_seconds, c.pid)
+            finally:
+                close_all(socks)
+            rec(f"scale_{n}_mbps", mbps)
+            rec(f"scale_{n}_rss", rss / 1024)
+            rec(f"scale_{n}_threads", thr)
+            rec(f"scale_{n}_failed", failed + broken)
+            c.check()
+            log(f"  {c.kind} scale {n} rep {rep + 1}/{reps}: {mbps:.1f} MB/s, "
+                f"RSS {rss / 1024:.1f} MB, {thr} threads, {failed} failed, {broken} broken")
+            wait_settled(ctx, c)
+        out[f"scale_{n}_mbps"] = median(raw[f"scale_{n}_mbps"])
+        out[f"scale_{n}_rss"] = median(raw[f"scale_{n}_rss"])
+        out[f"scale_{n}_failed"] = sum(raw[f"scale_{n}_failed"])
+
+
+def established_to(port):
+    """ESTABLISHED TCP sockets on 127.0.0.1 whose peer port is `port` (the connector's
+    side of its connections to a target)."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if parts[3] == "01" and int(parts[2].rsplit(":", 1)[1], 16) == port:
+                n += 1
+    return n
+
+
+def wait_settled(ctx, c, seconds=20.0):
+    """After closing connections, give the connector (bounded) time to close its side
+    towards the targets, so the next figure does not pay for this one's teardown."""
+    deadline = time.monotonic() + seconds
+    left = 0
+    while time.monotonic() < deadline:
+        left = established_to(ctx.echo_port) + established_to(ctx.iperf_port)
+        if left == 0:
+            break
+        time.sleep(0.1)
+    if left:
+        log(f"  {c.kind}: {left} target connection(s) still open {seconds:.0f}s after "
+            "the clients closed")
+        ctx.lingering.append(left)
+    time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------
+
+def figures(scale):
+    # (key, label, unit, goal kind or None, decimals)
+    rows = [
+        ("tput_fwd_1", "throughput relay->target, 1 stream", "MB/s", "throughput", 0),
+        ("tput_rev_1", "throughput target->relay, 1 stream", "MB/s", "throughput", 0),
+        ("tput_fwd_4", "throughput relay->target, 4 streams", "MB/s", "throughput", 0),
+        ("tput_rev_4", "throughput target->relay, 4 streams", "MB/s", "throughput", 0),
+        ("rtt_p50", "RTT 64 B, p50", "ms", "rtt_p50", 3),
+        ("rtt_p99", "RTT 64 B, p99", "ms", None, 3),
+        ("setup_p50", "setup connect+echo+close, p50", "ms", "setup", 3),
+        ("setup_p99", "setup connect+echo+close, p99", "ms", "setup", 3),
+        ("churn_median", "churn back to back, median/conn", "ms", "churn", 3),
+        ("rest_rss", "RSS at rest (forwards up)", "MB", None, 1),
+        ("idle_rss", "RSS with {idle} idle conns", "MB", "idle_mem", 1),
+        ("idle_threads", "threads with {idle} idle conns", "", None, 0),
+        ("cpu_per_gb", "CPU per GB (1-stream runs)", "s/GB", None, 2),
+    ]
+    for n in scale:
+        rows.append((f"scale_{n}_mbps", f"scale {n} conns: echo throughput", "MB/s",
+                     "throughput", 1))
+        rows.append((f"scale_{n}_rss", f"scale {n} conns: peak RSS", "MB", None, 1))
+    return rows
+
+
+def fmt(v, dec):
+    if v is None:
+        return "FAILED"
+    return f"{v:.{dec}f}"
+
+
+def goal_text(kind):
+    if kind is None:
+        return "-", None
+    how, x = GOALS[kind]
+    return (">= " if how == "min" else "<= ") + f"{x:g}", (how, x)
+
+
+def build_table(results, ciphers, scale, idle_count):
+    """Rows: [figure, flytube, openssh, ratio, goal, met]."""
+    rows = []
+    for cipher in ciphers:
+        f, o = results.get((cipher, "flytube")), results.get((cipher, "openssh"))
+        for key, label, unit, kind, dec in figures(scale):
+            label = label.replace("{idle}", str(idle_count))
+            name = f"{cipher.split('@')[0]}: {label}" + (f" ({unit})" if unit else "")
+            fv = f.get(key) if f else None
+            ov = o.get(key) if o else None
+            ratio = fv / ov if (fv is not None and ov) else None
+            gtxt, goal = goal_text(kind)
+            if goal is None:
+                met = ""
+            elif ratio is None:
+                met = "NO (no data)"
+            else:
+                ok = ratio >= goal[1] if goal[0] == "min" else ratio <= goal[1]
+                met = "yes" if ok else "NO"
+            rows.append([name, fmt(fv, dec), fmt(ov, dec),
+                         f"{ratio:.2f}" if ratio is not None else "-", gtxt, met])
+    return rows
+
+
+def print_table(rows):
+    head = ["figure", "flytube", "OpenSSH", "ratio", "goal", "met"]
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    line = "  ".join(h.ljust(widths[i]) if i == 0 else h.rjust(widths[i])
+                     for i, h in enumerate(head))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i])
+                        for i, c in enumerate(r)))
+
+
+def markdown(rows, meta, notes):
+    md = ["# flytube performance vs OpenSSH `ssh -R`", ""]
+    md += [f"- {k}: {v}" for k, v in meta]
+    md += ["", "| figure | flytube | OpenSSH | flytube/OpenSSH | goal | met |",
+           "|---|---:|---:|---:|---|---|"]
+    for r in rows:
+        md.append("| " + " | ".join(str(c) for c in r) + " |")
+    md += ["", "Medians of the repetitions; ratio = flytube / OpenSSH. Throughput in MB/s "
+           "(10^6 bytes/s) as iperf3 receives it; the scaling rows count bytes echoed back "
+           "to the clients per second (each byte crossed the tunnel twice). Goals are on the "
+           "ratio; rows with goal '-' are informational. See bench/README.md for the method."]
+    if notes:
+        md += ["", "## Notes from the run", ""] + [f"- {n}" for n in notes]
+    return "\n".join(md) + "\n"
+
+
+def log_findings(c):
+    """Warnings/errors and abnormal connection closes from a connector's log."""
+    notes = []
+    try:
+        with open(c.logpath, errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return notes
+    bad = [l for l in lines if re.search(r"\b(WARN|ERROR)\b", l)]
+    if c.kind == "openssh":
+        bad = [l for l in lines if l.strip()]
+    for l in bad[:5]:
+        notes.append(f"{c.kind} log: {l.strip()}")
+    if len(bad) > 5:
+        notes.append(f"{c.kind} log: ... {len(bad) - 5} more warning/error lines")
+    # The benchmark has closed every client connection before it stops the connector.
+    for l in lines:
+        m = re.search(r"stopping: cancelling forwards, (\d+) connection", l)
+        if m and int(m.group(1)) > 0:
+            notes.append(f"{c.kind}: still held {m.group(1)} connection(s) at SIGTERM although "
+                         f"every client had closed: `{l.strip()}`")
+    reasons, example = {}, {}
+    for l in lines:
+        m = re.search(r" closed: .* (\d+\.\d+)s, (.*)$", l)
+        if m and m.group(2) != "completed":
+            r = re.sub(r"\d+", "N", m.group(2))
+            reasons[r] = reasons.get(r, 0) + 1
+            example.setdefault(r, l.strip())
+    for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:6]:
+        notes.append(f"{c.kind}: {n} connection(s) closed with reason '{r}', e.g. `{example[r]}`")
+    return notes
+
+
+# --------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------
+
+class Ctx:
+    def __init__(self, args, procs, d):
+        self.args = args
+        self.procs = procs
+        self.dir = d
+        self.raw = {}
+        self.iperf_proc = None
+        self.iperf_port = None
+        self.echo_port = None
+        self.lingering = []
+
+    def restart_iperf(self):
+        """A failed or killed iperf3 client can leave the server busy: start a fresh one
+        on the same port."""
+        if self.iperf_proc:
+            self.procs.stop(self.iperf_proc)
+        p = self.procs.start("iperf3 server",
+                             ["iperf3", "-s", "-B", HOST, "-p", str(self.iperf_port)],
+                             stdout=open(os.path.join(self.dir, "iperf3-server.log"), "ab"),
+                             stderr=subprocess.STDOUT)
+        self.iperf_proc = p
+        deadline = time.monotonic() + 10
+        while not listening(self.iperf_port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="1 repetition, shorter runs, smaller counts (a smoke run, ~2 min)")
+    default_bin = os.path.join(REPO, "target", "release", "flytube")
+    ap.add_argument("--flytube", default=default_bin, help=f"flytube binary [{default_bin}]")
+    ap.add_argument("--ciphers", default=DEFAULT_CIPHERS,
+                    help=f"comma-separated ciphers to compare [{DEFAULT_CIPHERS}]")
+    ap.add_argument("--markdown", metavar="FILE", help="also write the table as markdown")
+    ap.add_argument("--json", metavar="FILE", help="also write every raw sample as JSON")
+    ap.add_argument("--keep-logs", metavar="DIR",
+                    help="copy the connector, sshd and iperf3 logs here before cleanup")
+    ap.add_argument("--reps", type=int, help="repetitions per figure [3; 1 with --quick]")
+    ap.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.echo_server:
+        return a
+    q = a.quick
+    a.reps = a.reps or (1 if q else 3)
+    a.iperf_seconds = 2 if q else 5
+    a.rtt_count = 500 if q else 2000
+    a.setup_count = 50 if q else 200
+    a.churn_count = 100 if q else 200
+    a.idle_count = 200 if q else 500
+    a.scale = [1, 10, 100, 1000] if not q else [1, 10, 100, 500]
+    a.scale_seconds = 1.5 if q else 3.0
+    a.cipher_list = [c.strip() for c in a.ciphers.split(",") if c.strip()]
+    if not a.cipher_list:
+        ap.error("--ciphers is empty")
+    if not os.access(a.flytube, os.X_OK):
+        ap.error(f"flytube binary {a.flytube} not found; build it with "
+                 "cargo build --release --locked")
+    for tool in ("iperf3", "ssh", "ssh-keygen"):
+        if not shutil.which(tool):
+            ap.error(f"{tool} is not installed (apt-get install -y iperf3 openssh-client)")
+    return a
+
+
+def version_of(argv):
+    try:
+        r = subprocess.run(argv, capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+        return (r.stdout + r.stderr).decode(errors="replace").strip().splitlines()[0]
+    except (OSError, subprocess.TimeoutExpired, IndexError):
+        return "?"
+
+
+def main(argv):
+    a = parse_args(argv)
+    if a.echo_server:
+        echo_server_main()
+        return 0
+    nofile = raise_nofile()
+    if nofile < 4 * max(a.scale) + 200:
+        log(f"warning: RLIMIT_NOFILE is {nofile}; the {max(a.scale)}-connection run may fail")
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    t_start = time.monotonic()
+    procs = Procs()
+    d = tempfile.mkdtemp(prefix="flytube-bench.")
+    ctx = Ctx(a, procs, d)
+    results = {}
+    notes = []
+    sshd = None
+    connectors = []
+    try:
+        user = subprocess.run(["id", "-un"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        relay_port = free_port()
+        make_keys(d, user, relay_port)
+        sshd = start_relay(procs, d, relay_port, a.cipher_list)
+        ctx.iperf_proc, ctx.iperf_port = start_iperf3(procs, d)
+        echo, echo_port = start_echo(procs)
+        ctx.echo_port = echo_port
+        log(f"relay sshd on {HOST}:{relay_port}, iperf3 on {ctx.iperf_port}, "
+            f"echo on {echo_port}; temp dir {d}")
+        for cipher in a.cipher_list:
+            for kind in ("flytube", "openssh"):
+                log(f"== {kind}, cipher {cipher}")
+                c = start_connector(procs, kind, a, d, relay_port, user, cipher,
+                                    ctx.iperf_port, echo_port)
+                connectors.append(c)
+                results[(cipher, kind)] = {}
+                ctx.lingering = []
+                try:
+                    measure(ctx, c, cipher, results[(cipher, kind)])
+                except Exception as e:  # record and go on with the other connector
+                    log(f"{kind} ({cipher}) measurement failed: {e!r}")
+                    notes.append(f"{kind} ({cipher}): measurement failed: {e!r}")
+                finally:
+                    if ctx.lingering:
+                        notes.append(f"{kind} ({cipher}): target connections still open 20s "
+                                     f"after their clients closed, {len(ctx.lingering)} "
+                                     f"time(s), up to {max(ctx.lingering)}")
+                    t_stop = time.monotonic()
+                    rc = procs.stop(c.proc)
+                    t_stop = time.monotonic() - t_stop
+                    if t_stop > 3:
+                        notes.append(f"{kind} ({cipher}): took {t_stop:.1f}s to exit on SIGTERM "
+                                     "(no client connections were open)")
+                    if kind == "flytube" and rc not in (0, None):
+                        notes.append(f"flytube ({cipher}) exited {rc} on SIGTERM (expected 0)")
+                    for n in log_findings(c):
+                        notes.append(f"({cipher}) {n}")
+                    r = results.get((cipher, kind), {})
+                    for key, what in (("failed_conns", "setup/churn"),
+                                      ("idle_failed", "idle")):
+                        if r.get(key):
+                            notes.append(f"{kind} ({cipher}): {r[key]} {what} connection(s) failed")
+                    for n in a.scale:
+                        if r.get(f"scale_{n}_failed"):
+                            notes.append(f"{kind} ({cipher}): scale {n}: "
+                                         f"{r[f'scale_{n}_failed']} connection(s) failed or broke")
+        wall = time.monotonic() - t_start
+        rows = build_table(results, a.cipher_list, a.scale, a.idle_count)
+        print()
+        print_table(rows)
+        print()
+        for n in notes:
+            print("note:", n)
+        print(f"wall time {wall:.0f}s")
+        if a.markdown:
+            meta = [
+                ("date", datetime.datetime.now().strftime("%Y-%m-%d %H:%M")),
+                ("machine", f"{os.cpu_count()} CPUs, Linux {platform.release()} "
+                            "(shared; quote medians and ratios, not absolutes)"),
+                ("flytube", f"{a.flytube} ({version_of([a.flytube, '--version'])}, "
+                            f"built {time.strftime('%Y-%m-%d %H:%M', time.localtime(os.path.getmtime(a.flytube)))}; "
+                            f"tree at git {version_of(['git', '-C', REPO, 'rev-parse', '--short', 'HEAD'])}"
+                            + (" + uncommitted changes" if subprocess.run(
+                                ["git", "-C", REPO, "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
+                                capture_output=True, text=True).stdout.strip() else "") + ")"),
+                ("OpenSSH", version_of(["ssh", "-V"])),
+                ("iperf3", version_of(["iperf3", "--version"])),
+                ("settings", f"{a.reps} repetition(s); iperf3 -t {a.iperf_seconds}; "
+                             f"RTT {a.rtt_count} round trips; setup {a.setup_count} x 20 ms; "
+                             f"churn {a.churn_count}; {a.idle_count} idle; scaling "
+                             f"{'/'.join(map(str, a.scale))} conns x {a.scale_seconds:g}s"
+                             + (" (--quick)" if a.quick else "")),
+                ("wall time", f"{wall:.0f} s"),
+            ]
+            os.makedirs(os.path.dirname(os.path.abspath(a.markdown)), exist_ok=True)
+            with open(a.markdown, "w") as f:
+                f.write(markdown(rows, meta, notes))
+            log(f"markdown written to {a.markdown}")
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump({"results": {f"{k[0]}/{k[1]}": v for k, v in results.items()},
+                           "raw": ctx.raw, "notes": notes}, f, indent=1)
+        return 0
+    except KeyboardInterrupt as e:
+        log(f"interrupted ({e}); cleaning up")
+        return 130
+    finally:
+        # Connectors first (they hold sessions on the relay), then targets, then the relay.
+        for c in connectors:
+            if c.alive():
+                procs.stop(c.proc)
+        sshd_pid = sshd.pid if sshd else None
+        for p in [p for p in procs.procs if p is not sshd]:
+            procs.stop(p, grace=5.0)
+        if sshd_pid:
+            stragglers = children_of(sshd_pid)
+            procs.stop(sshd, grace=5.0)
+            for pid in stragglers:  # session processes left behind
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        procs.stop_all()
+        if a.keep_logs:
+            os.makedirs(a.keep_logs, exist_ok=True)
+            for name in os.listdir(d):
+                if name.endswith(".log"):
+                    shutil.copy(os.path.join(d, name), a.keep_logs)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
