@@ -467,8 +467,9 @@ impl<'a> Pump<'a> {
     fn begin_drain(&mut self) -> Result<(), String> {
         self.drain_started = Some(Instant::now());
         log::info!(
-            "stopping: cancelling forwards, {} connection(s) get up to {}s to finish",
+            "stopping: cancelling forwards, {} connection(s) ({} copy threads) get up to {}s to finish",
             self.conns.len(),
+            self.threads.get(),
             self.settings.drain_timeout.as_secs()
         );
         self.settle_in_flight()?;
