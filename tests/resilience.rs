@@ -194,12 +194,7 @@ fn standby_takes_over_when_the_active_one_dies() {
 #[test]
 fn churn_of_1500_connections_leaks_no_fds_or_threads() {
     let relay = Relay::start();
-    let echo = Echo::start();
-    let source = free_port();
-    let mut args = relay.args();
-    args.extend(forward(source, echo.port));
-    let flytube = Flytube::start(&args);
-    flytube.wait_for("serving", READY);
+    let (_echo, source, flytube) = echo_tunnel(&relay, &[]);
     assert_eq!(echo_round_trip(source, b"warm"), b"warm");
     flytube.wait_for("completed", Duration::from_secs(5));
     let before = fds_and_threads(flytube.pid());
@@ -304,12 +299,7 @@ fn connections_beyond_the_limit_are_refused_and_counted() {
 #[test]
 fn sigterm_drains_connections_in_flight() {
     let relay = Relay::start();
-    let echo = Echo::start();
-    let source = free_port();
-    let mut args = relay.args();
-    args.extend(forward(source, echo.port));
-    let mut flytube = Flytube::start(&args);
-    flytube.wait_for("serving", READY);
+    let (_echo, source, mut flytube) = echo_tunnel(&relay, &[]);
     let mut c = connect(source);
     c.write_all(b"first").unwrap();
     let mut buf = [0u8; 5];

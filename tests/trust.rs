@@ -144,12 +144,7 @@ fn hashed_known_hosts_entry_is_accepted() {
 #[test]
 fn certificate_auth_is_accepted() {
     let relay = Relay::start();
-    let echo = Echo::start();
-    let source = free_port();
-    let mut args = relay.args();
-    args.extend(forward(source, echo.port));
-    let flytube = Flytube::start(&args);
-    flytube.wait_for("serving", READY);
+    let (_echo, source, _flytube) = echo_tunnel(&relay, &[]);
     assert_eq!(echo_round_trip(source, b"cert"), b"cert");
     let log = relay.log();
     assert!(

@@ -588,3 +588,16 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+/// flytube forwarding a fresh relay port to a new echo target, serving. `extra` goes on the
+/// command line. The echo target lives as long as the returned value.
+pub fn echo_tunnel(relay: &Relay, extra: &[&str]) -> (Echo, u16, Flytube) {
+    let echo = Echo::start();
+    let source = free_port();
+    let mut args = relay.args();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(forward(source, echo.port));
+    let flytube = Flytube::start(&args);
+    flytube.wait_for("serving", Duration::from_secs(20));
+    (echo, source, flytube)
+}
