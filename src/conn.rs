@@ -15,8 +15,8 @@ use crossbeam_channel::{TryRecvError, TrySendError};
 
 use crate::worker::{Down, Link, Up};
 
-/// How long a closing channel waits for the relay's CLOSE before it is dropped anyway.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How often a back-pressured connection checks whether the relay closed its channel.
+const CLOSE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// libssh2 error codes that mean the whole session is broken, not just one channel.
 const SESSION_FATAL: &[i32] = &[
@@ -66,6 +66,8 @@ pub struct Step {
     pub fatal: Option<String>,
     /// A libssh2 call would block on sending.
     pub wants_write: bool,
+    /// The relay sent this channel something (data, EOF, CLOSE): evidence it is alive.
+    pub inbound: bool,
 }
 
 /// One forwarded connection as the pump sees it.
@@ -87,6 +89,7 @@ pub struct Conn {
     stash: VecDeque<Down>,
     remote_eof: bool,
     closing_since: Option<Instant>,
+    last_close_check: Instant,
     closed: bool,
     reason: Option<String>,
     /// Bytes from the target to the relay.
@@ -101,8 +104,11 @@ pub struct Conn {
 
 impl Conn {
     /// Wraps a freshly accepted channel and its worker's queues.
-    pub fn new(id: u64, forward: usize, channel: ssh2::Channel, link: Link) -> Conn {
+    pub fn new(id: u64, forward: usize, mut channel: ssh2::Channel, link: Link) -> Conn {
         let now = Instant::now();
+        // A relay that sends extended data on a tcpip channel would otherwise fill
+        // libssh2's queue with bytes no stream-0 read ever takes. Merge does no I/O.
+        let _ = channel.handle_extended_data(ssh2::ExtendedData::Merge);
         Conn {
             id,
             forward,
@@ -117,6 +123,7 @@ impl Conn {
             stash: VecDeque::new(),
             remote_eof: false,
             closing_since: None,
+            last_close_check: now,
             closed: false,
             reason: None,
             bytes_up: 0,
@@ -155,7 +162,24 @@ impl Conn {
     /// stops us reading it. Does no I/O: used right before the pump sleeps, to catch data
     /// another channel's call drained off the socket.
     pub fn has_unread(&self) -> bool {
-        !self.is_closing() && !self.remote_eof && self.stash.is_empty() && self.has_queued_input()
+        self.in_flight.is_none()
+            && !self.is_closing()
+            && !self.remote_eof
+            && self.stash.is_empty()
+            && self.has_queued_input()
+    }
+
+    /// True when the target side is full and this channel is not being read.
+    pub fn is_back_pressured(&self) -> bool {
+        !self.is_closing() && !self.stash.is_empty() && self.in_flight.is_none()
+    }
+
+    /// True when a write stopped on a shut window and another channel's call has since
+    /// taken in the relay's window adjust (no I/O): worth another pass before sleeping.
+    pub fn can_write(&self) -> bool {
+        self.in_flight.is_none()
+            && self.pending_up.is_some()
+            && self.channel.write_window().remaining > 0
     }
 
     /// Data or an EOF for this channel waits in libssh2's packet queue (no I/O).
@@ -206,6 +230,7 @@ impl Conn {
             }
         }
         if self.is_closing() {
+            self.discard_up();
             self.close(session, &mut step);
             return step;
         }
@@ -247,6 +272,13 @@ impl Conn {
         }
         if self.remote_eof && !self.eof_sent && !self.is_closing() {
             self.check_remote_close(session, &mut step);
+        } else if !self.stash.is_empty()
+            && !self.is_closing()
+            && self.last_close_check.elapsed() >= CLOSE_CHECK_EVERY
+        {
+            // Back-pressured: we are not reading, so the relay's EOF would never be seen.
+            self.last_close_check = Instant::now();
+            self.check_remote_close(session, &mut step);
         }
         // Both directions finished: close.
         if self.remote_eof && self.eof_sent && self.stash.is_empty() && !self.is_closing() {
@@ -258,6 +290,17 @@ impl Conn {
             self.close(session, &mut step);
         }
         step
+    }
+
+    /// After an abort: a target that answered while we were giving up is shut at once,
+    /// so its copy threads end; other messages are dropped.
+    fn discard_up(&mut self) {
+        while let Ok(message) = self.link.up.try_recv() {
+            if let Up::Connected(stream, _) = message {
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
     }
 
     /// Takes one message from the target side; false when there is none.
@@ -315,6 +358,7 @@ impl Conn {
         match self.channel.read(scratch) {
             Ok(0) => {
                 self.in_flight = None;
+                step.inbound = true;
                 self.remote_eof = true;
                 self.stash.push_back(Down::Eof);
                 self.flush_stash(step);
@@ -322,6 +366,7 @@ impl Conn {
             }
             Ok(n) => {
                 self.in_flight = None;
+                step.inbound = true;
                 self.bytes_down += n as u64;
                 self.last_activity = Instant::now();
                 if !self.is_closing() {
@@ -359,7 +404,10 @@ impl Conn {
                 self.abort("the relay closed the channel: the platform side went away");
                 step.progress = true;
             }
-            Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {}
+            // EAGAIN: not closed yet; INVAL: no EOF from the relay yet.
+            Err(e)
+                if e.code() == ssh2::ErrorCode::Session(-37)
+                    || e.code() == ssh2::ErrorCode::Session(-34) => {}
             Err(e) => self.channel_error(session, "wait for channel close", e.message(), step),
         }
     }
@@ -388,16 +436,11 @@ impl Conn {
                 self.closed = true;
                 step.progress = true;
             }
+            // Keep asking until the relay's CLOSE arrives: only then is `local.close` set and
+            // dropping the channel frees it without I/O. Dropping earlier would leak the C
+            // channel (ssh2 ignores the EAGAIN of its free) with whatever data it holds.
             Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {
-                let overdue = self
-                    .closing_since
-                    .is_some_and(|since| since.elapsed() > CLOSE_GRACE);
-                self.note_would_block(session, Op::Close, step);
-                if overdue && self.in_flight.is_none() {
-                    // CLOSE is out; the relay never answered. Dropping frees without I/O.
-                    self.closed = true;
-                    step.progress = true;
-                }
+                self.note_would_block(session, Op::Close, step)
             }
             Err(e) => {
                 self.in_flight = None;

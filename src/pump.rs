@@ -167,8 +167,10 @@ impl<'a> Pump<'a> {
             log::warn!("no forward is serving yet; retrying the refused ones");
         }
         self.session.set_blocking(false);
+        let mut woken = false;
         loop {
-            self.wake_rx.clear();
+            self.wake_rx.clear(woken);
+            woken = false;
             if self.stop.load(Ordering::SeqCst)
                 && self.drain_started.is_none()
                 && let Err(reason) = self.begin_drain()
@@ -179,7 +181,7 @@ impl<'a> Pump<'a> {
             if let Err(reason) = self.one_pass(&mut pass) {
                 return PumpEnd::Lost(reason);
             }
-            if pass.moved {
+            if pass.inbound {
                 self.liveness.touch();
             }
             if let Some(started) = self.drain_started {
@@ -206,22 +208,25 @@ impl<'a> Pump<'a> {
             if pass.progress {
                 continue;
             }
-            // Data another channel's call drained off the socket sits in libssh2's queue and
-            // will not make the socket readable again: look before sleeping.
-            if self.conns.iter().any(Conn::has_unread) {
+            // Data or a window adjust another channel's call drained off the socket sits in
+            // libssh2's queue and will not make the socket readable again: look before
+            // sleeping. Not while a packet waits to go out: that needs POLLOUT, not a spin.
+            if !pass.wants_write && self.conns.iter().any(|c| c.has_unread() || c.can_write()) {
                 continue;
             }
             let timeout = self.sleep_limit(&pass);
             let interest = Interest {
-                read: true,
+                read: self.will_read(),
                 write: pass.wants_write,
             };
             match wake::wait(self.socket.as_raw_fd(), interest, self.wake_rx, timeout) {
-                Ok(ready) if ready.socket_readable => {
-                    self.liveness.touch();
-                    self.ack_now();
+                Ok(ready) => {
+                    woken = ready.woken;
+                    if ready.socket_readable {
+                        self.liveness.touch();
+                        self.ack_now();
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => return PumpEnd::Lost(format!("poll failed: {e}")),
             }
             if self.liveness.tripped() {
@@ -247,7 +252,7 @@ impl<'a> Pump<'a> {
                 return Err(fatal);
             }
             pass.progress |= step.progress;
-            pass.moved |= step.progress;
+            pass.inbound |= step.inbound;
             pass.wants_write |= step.wants_write;
             if let Some(idle) = self.settings.idle_timeout
                 && !conn.is_closing()
@@ -274,10 +279,16 @@ impl<'a> Pump<'a> {
                 match listener.accept() {
                     Ok(channel) => {
                         pass.progress = true;
-                        pass.moved = true;
+                        pass.inbound = true;
                         self.admit(forward, channel);
                     }
-                    Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => break,
+                    Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {
+                        // libssh2 answers some packets itself while reading (open
+                        // confirmations, keepalive replies, rekeying); one of those may be
+                        // half-sent and must be pushed out on POLLOUT.
+                        pass.wants_write |= self.outbound_blocked();
+                        break;
+                    }
                     Err(e) => {
                         // "Channel not found" here means the transport failed (notes §3.2).
                         return Err(format!(
@@ -349,7 +360,26 @@ impl<'a> Pump<'a> {
     /// True when no call has a half-sent packet, so a blocking control request can go out
     /// without colliding with it (libssh2 allows one partial packet per session).
     fn quiet(&self) -> bool {
-        !self.probe_in_flight && self.conns.iter().all(|c| !c.has_in_flight())
+        !self.probe_in_flight
+            && !self.outbound_blocked()
+            && self.conns.iter().all(|c| !c.has_in_flight())
+    }
+
+    /// libssh2 is waiting to send: some packet, maybe one it queued itself, is half-out.
+    fn outbound_blocked(&self) -> bool {
+        matches!(
+            self.session.block_directions(),
+            ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
+        )
+    }
+
+    /// Whether anything will read the relay socket when it becomes readable. During a
+    /// drain (no listeners) with every connection back-pressured, nothing would, and a
+    /// readable socket would make every wait return at once.
+    fn will_read(&self) -> bool {
+        self.slots.iter().any(|s| s.listener.is_some())
+            || !matches!(self.probe, Probe::Idle)
+            || self.conns.iter().any(|c| !c.is_back_pressured())
     }
 
     /// Requests every forward that is not serving and whose retry time has come. Runs in
@@ -570,8 +600,8 @@ impl<'a> Pump<'a> {
 struct Pass {
     /// Anything changed: run another pass before sleeping.
     progress: bool,
-    /// Bytes or connections arrived or left: the relay is alive.
-    moved: bool,
+    /// The relay sent something a call consumed: it is alive.
+    inbound: bool,
     /// Some call waits for the socket to take more data.
     wants_write: bool,
 }

@@ -179,13 +179,13 @@ impl Supervisor {
             if left.is_zero() {
                 return;
             }
-            self.wake_rx.clear();
             let none = Interest {
                 read: false,
                 write: false,
             };
-            if wake::wait(-1, none, &self.wake_rx, left).is_err() {
-                std::thread::sleep(left.min(Duration::from_millis(100)));
+            match wake::wait(-1, none, &self.wake_rx, left) {
+                Ok(ready) => self.wake_rx.clear(ready.woken),
+                Err(_) => std::thread::sleep(left.min(Duration::from_millis(100))),
             }
         }
     }

@@ -58,11 +58,13 @@ impl Waker {
 
 impl WakeReceiver {
     /// Clears pending rings. Call before looking at the queues, so a ring that arrives
-    /// after the look makes the next wait return.
-    pub fn clear(&mut self) {
-        // A byte is written only when `pending` goes from false to true, so when it was
-        // already false there is nothing to read: a busy pump skips the syscall.
-        if !self.inner.pending.swap(false, Ordering::SeqCst) {
+    /// after the look makes the next wait return. `woken`: the last wait saw a byte.
+    pub fn clear(&mut self, woken: bool) {
+        // A byte is written only after `pending` goes from false to true, so with the flag
+        // false and no byte seen there is nothing to read: a busy pump skips the syscall.
+        // A ringer pre-empted between its swap and its write leaves the flag false but a
+        // byte behind; the next wait reports it (`woken`), and then we drain.
+        if !self.inner.pending.swap(false, Ordering::SeqCst) && !woken {
             return;
         }
         let mut sink = [0u8; 64];
@@ -156,9 +158,17 @@ mod tests {
         std::thread::spawn(move || w.wake());
         let r = wait(a.as_raw_fd(), none, &rx, Duration::from_secs(5)).unwrap();
         assert!(r.woken);
-        rx.clear();
+        rx.clear(r.woken);
         let r = wait(a.as_raw_fd(), none, &rx, Duration::from_millis(10)).unwrap();
         assert!(!r.woken);
+        // A byte written while the flag is already clear (a pre-empted ringer) is drained
+        // once a wait has seen it.
+        (&rx.inner.tx).write_all(&[1]).unwrap();
+        let r = wait(a.as_raw_fd(), none, &rx, Duration::from_secs(5)).unwrap();
+        assert!(r.woken);
+        rx.clear(r.woken);
+        let r = wait(a.as_raw_fd(), none, &rx, Duration::from_millis(10)).unwrap();
+        assert!(!r.woken, "the stray byte must be drained");
         // After clear, a new ring writes again.
         waker.wake();
         let r = wait(a.as_raw_fd(), none, &rx, Duration::from_secs(5)).unwrap();

@@ -221,3 +221,64 @@ fn client_that_goes_away_while_the_target_streams_ends_the_connection() {
     assert!(streamed < Duration::from_secs(10), "{streamed:?}");
     flytube.wait_for("the platform side went away", Duration::from_secs(5));
 }
+
+#[test]
+fn client_that_resets_while_a_slow_target_talks_ends_the_connection() {
+    let relay = Relay::start();
+    // A target that talks all the time and reads slowly, so flytube's queues towards it and
+    // the SSH window are full when the platform client resets.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut talker = s.try_clone().unwrap();
+        thread::spawn(move || {
+            let chunk = vec![2u8; 16 * 1024];
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(30) && talker.write_all(&chunk).is_ok() {
+                thread::sleep(Duration::from_millis(5));
+            }
+        });
+        thread::sleep(Duration::from_millis(300));
+        let mut sink = vec![0u8; 1 << 16];
+        let started = Instant::now();
+        let released = loop {
+            match s.read(&mut sink) {
+                Ok(0) | Err(_) => break true,
+                Ok(_) => thread::sleep(Duration::from_millis(20)),
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                break false;
+            }
+        };
+        tx.send(released).unwrap();
+    });
+    let source = free_port();
+    let flytube = start_tunnel(&relay, &[(source, target)]);
+    let client = connect(source);
+    client.set_nonblocking(true).unwrap();
+    let chunk = vec![1u8; 64 * 1024];
+    let mut writer = &client;
+    let started = Instant::now();
+    // Push until the whole path is full (bounded by time).
+    while started.elapsed() < Duration::from_secs(2) {
+        match writer.write(&chunk) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("client write: {e}"),
+        }
+    }
+    socket2::SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+    assert!(
+        rx.recv_timeout(Duration::from_secs(25)).unwrap(),
+        "the target was not released"
+    );
+    flytube.wait_for("closed: forward", Duration::from_secs(10));
+}
