@@ -12,31 +12,12 @@ command -v perf >/dev/null || { echo "perf is missing: apt-get install -y linux-
 command -v iperf3 >/dev/null || { echo "iperf3 is missing: apt-get install -y iperf3" >&2; exit 1; }
 cargo build --release --locked -q
 bin=$PWD/target/release/flytube
-dir=$(mktemp -d /tmp/flytube-profile.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT INT TERM
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-relay_port=$(port); source_port=$(port); iperf_port=$(port)
-ssh-keygen -q -t ed25519 -N '' -f "$dir/host"; ssh-keygen -q -t ed25519 -N '' -f "$dir/ca"
-ssh-keygen -q -t ed25519 -N '' -f "$dir/id"; ssh-keygen -q -s "$dir/ca" -I prof -n "$(id -un)" -V -5m:+1d "$dir/id.pub"
-echo "[127.0.0.1]:$relay_port $(cut -d' ' -f1,2 "$dir/host.pub")" > "$dir/kh"
-cat > "$dir/sshd_config" <<CONF
-ListenAddress 127.0.0.1:$relay_port
-HostKey $dir/host
-PidFile $dir/sshd.pid
-TrustedUserCAKeys $dir/ca.pub
-AuthorizedKeysFile none
-StrictModes no
-UsePAM no
-PermitRootLogin prohibit-password
-AllowTcpForwarding remote
-Ciphers $cipher
-CONF
-/usr/sbin/sshd -D -f "$dir/sshd_config" -E "$dir/sshd.log" & pids+=($!)
+. scripts/relay.sh
+start_relay profile "Ciphers $cipher"
+source_port=$(free_port); iperf_port=$(free_port)
 iperf3 -s -B 127.0.0.1 -p "$iperf_port" >/dev/null 2>&1 & pids+=($!)
 sleep 0.5
-"$bin" run --relay "127.0.0.1:$relay_port" --user "$(id -un)" -i "$dir/id" --known-hosts "$dir/kh" \
+"$bin" run --relay "127.0.0.1:$relay_port" --user "$relay_user" -i "$relay_identity" --known-hosts "$relay_known_hosts" \
   --ciphers "$cipher" -R "$source_port:127.0.0.1:$iperf_port" 2>"$dir/flytube.log" &
 fly=$!; pids+=($fly)
 for _ in $(seq 50); do grep -q serving "$dir/flytube.log" && break; sleep 0.1; done
