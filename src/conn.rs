@@ -315,7 +315,11 @@ impl Conn {
                 self.target_addr = Some(addr);
             }
             Ok(Up::Data(buf)) => self.pending_up = Some((buf, 0)),
-            Ok(Up::Eof) => self.target_eof = true,
+            Ok(Up::Eof) => match self.link.writer_error() {
+                // The reader saw EOF because the writer failed and shut the socket.
+                Some(why) => self.abort(why),
+                None => self.target_eof = true,
+            },
             Ok(Up::DialFailed(why)) => self.abort(format!("target unreachable: {why}")),
             Ok(Up::Failed(why)) => self.abort(why),
             Err(TryRecvError::Empty) => return false,
@@ -516,7 +520,11 @@ impl Conn {
                     // The writer is gone before the end of the stream: the target failed or
                     // was never reached (the worker's own message, if first, named why).
                     self.stash.clear();
-                    self.abort("target stopped taking data");
+                    let why = self
+                        .link
+                        .writer_error()
+                        .unwrap_or_else(|| "target stopped taking data".into());
+                    self.abort(why);
                     step.progress = true;
                     return;
                 }

@@ -5,8 +5,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -68,6 +68,9 @@ pub struct Link {
     /// Messages queued for the writer and not yet fully written. Zero means the target
     /// socket has everything sent so far, so the pump may send to it directly.
     pub down_unwritten: Arc<AtomicI64>,
+    /// Why writing to the target failed, if it did. Kept beside the queue because the up
+    /// queue may be full when the writer fails; the reader then reports a plain EOF.
+    pub writer_error: Arc<Mutex<Option<String>>>,
 }
 
 impl Link {
@@ -80,7 +83,13 @@ impl Link {
             down,
             down_stalled: Arc::new(AtomicBool::new(false)),
             down_unwritten: Arc::new(AtomicI64::new(0)),
+            writer_error: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// The writer's failure, if any.
+    pub fn writer_error(&self) -> Option<String> {
+        self.writer_error.lock().ok().and_then(|e| e.clone())
     }
 
     /// Queues a message for the target, noting the stall first so the writer's next take
@@ -148,6 +157,8 @@ pub fn spawn(id: u64, plan: TargetPlan, waker: Waker, threads: ThreadCount) -> i
     let stalled = down_stalled.clone();
     let down_unwritten = Arc::new(AtomicI64::new(0));
     let unwritten = down_unwritten.clone();
+    let writer_error = Arc::new(Mutex::new(None));
+    let error_slot = writer_error.clone();
     let guard = threads.enter();
     thread::Builder::new()
         .name(format!("conn-{id}"))
@@ -161,7 +172,7 @@ pub fn spawn(id: u64, plan: TargetPlan, waker: Waker, threads: ThreadCount) -> i
                 threads,
                 up_tx,
                 down_rx,
-                (stalled, unwritten),
+                (stalled, unwritten, error_slot),
             );
         })?;
     Ok(Link {
@@ -169,6 +180,7 @@ pub fn spawn(id: u64, plan: TargetPlan, waker: Waker, threads: ThreadCount) -> i
         down: down_tx,
         down_stalled,
         down_unwritten,
+        writer_error,
     })
 }
 
@@ -179,7 +191,7 @@ fn run_worker(
     threads: ThreadCount,
     up: Sender<Up>,
     down: Receiver<Down>,
-    flags: (Arc<AtomicBool>, Arc<AtomicI64>),
+    flags: WriterShared,
 ) {
     let send_up = |message: Up| {
         let delivered = up.send(message).is_ok();
@@ -293,10 +305,13 @@ fn copy_from_target(mut stream: TcpStream, send_up: impl Fn(Up) -> bool) {
 }
 
 /// Pump -> target. Ends on the platform's EOF (half-close) or when the pump hangs up.
+/// What the writer shares with the pump: the stall flag, the unwritten count, its error.
+type WriterShared = (Arc<AtomicBool>, Arc<AtomicI64>, Arc<Mutex<Option<String>>>);
+
 fn copy_to_target(
     mut stream: TcpStream,
     down: Receiver<Down>,
-    (stalled, unwritten): (Arc<AtomicBool>, Arc<AtomicI64>),
+    (stalled, unwritten, error_slot): WriterShared,
     waker: Waker,
     up: Sender<Up>,
 ) {
@@ -310,7 +325,11 @@ fn copy_to_target(
                 unwritten.fetch_sub(1, Ordering::SeqCst);
                 if let Err(e) = written {
                     // Tell the pump why, and make the reader stop too.
-                    let _ = up.try_send(Up::Failed(format!("write to target: {e}")));
+                    let why = format!("write to target: {e}");
+                    if let Ok(mut slot) = error_slot.lock() {
+                        *slot = Some(why.clone());
+                    }
+                    let _ = up.try_send(Up::Failed(why));
                     let _ = stream.shutdown(Shutdown::Both);
                     waker.wake();
                     return;
