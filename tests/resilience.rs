@@ -357,3 +357,37 @@ fn drain_limit_cuts_stragglers() {
         flytube.output()
     );
 }
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0 // USER_HZ, 100 on every Linux ABI
+}
+
+#[test]
+fn idle_tunnel_with_open_connections_does_not_spin() {
+    let relay = Relay::start();
+    let (_echo, source, flytube) = echo_tunnel(&relay, &[]);
+    // Open connections that stay idle, one of them half-closed.
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let mut c = connect(source);
+        c.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        if i == 0 {
+            c.shutdown(Shutdown::Write).unwrap();
+        }
+        held.push(c);
+    }
+    thread::sleep(Duration::from_millis(300));
+    let before = cpu_seconds(flytube.pid());
+    thread::sleep(Duration::from_secs(3));
+    let used = cpu_seconds(flytube.pid()) - before;
+    // A busy loop would burn about 3 s here; idle wake-ups cost milliseconds.
+    assert!(used < 0.5, "idle flytube used {used:.2} s of CPU in 3 s");
+}
