@@ -220,10 +220,7 @@ fn churn_of_1500_connections_leaks_no_fds_or_threads() {
 fn slow_target_keeps_memory_bounded() {
     let relay = Relay::start();
     // A target that reads 200 MiB slowly (small reads with pauses) and reports the count.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = listener.local_addr().unwrap().port();
-    let reader = thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
+    let (target, reader) = one_shot_target(move |mut s| {
         let mut buf = [0u8; 16 * 1024];
         let mut total = 0u64;
         let mut reads = 0u64;
@@ -255,7 +252,10 @@ fn slow_target_keeps_memory_bounded() {
     let mut answer = [0u8; 8];
     client.read_exact(&mut answer).unwrap();
     assert_eq!(u64::from_be_bytes(answer), 200 << 20);
-    assert_eq!(reader.join().unwrap(), 200 << 20);
+    assert_eq!(
+        reader.recv_timeout(Duration::from_secs(30)).unwrap(),
+        200 << 20
+    );
     let peak = status_kib(flytube.pid(), "VmHWM");
     eprintln!("flytube RSS idle {rss_idle} KiB, peak {peak} KiB after 200 MiB to a slow target");
     assert!(

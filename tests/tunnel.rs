@@ -4,7 +4,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -50,16 +49,12 @@ fn one_mib_of_random_data_round_trips_intact() {
 fn half_close_is_carried_both_ways() {
     let relay = Relay::start();
     // A target that sends a banner, half-closes, then reports what it reads until EOF.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = listener.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
+    let (target, rx) = one_shot_target(move |mut s| {
         s.write_all(b"banner").unwrap();
         s.shutdown(Shutdown::Write).unwrap();
         let mut got = Vec::new();
         s.read_to_end(&mut got).unwrap();
-        tx.send(got).unwrap();
+        got
     });
     let source = free_port();
     let _flytube = start_tunnel(&relay, &[(source, target)]);
@@ -83,10 +78,7 @@ fn half_close_is_carried_both_ways() {
 fn client_half_close_then_target_answers() {
     let relay = Relay::start();
     // A target that reads a request until EOF, then answers and closes.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
+    let (target, _served) = one_shot_target(move |mut s| {
         let mut got = Vec::new();
         s.read_to_end(&mut got).unwrap();
         s.write_all(format!("read {} bytes", got.len()).as_bytes())
@@ -194,11 +186,7 @@ fn target_that_resets_closes_only_its_connection() {
 fn client_that_goes_away_while_the_target_streams_ends_the_connection() {
     let relay = Relay::start();
     // A target that streams until it cannot write any more, like iperf3 -R's server.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = listener.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
+    let (target, rx) = one_shot_target(move |mut s| {
         let chunk = vec![7u8; 64 * 1024];
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(30) {
@@ -206,7 +194,7 @@ fn client_that_goes_away_while_the_target_streams_ends_the_connection() {
                 break;
             }
         }
-        tx.send(started.elapsed()).unwrap();
+        started.elapsed()
     });
     let source = free_port();
     let flytube = start_tunnel(&relay, &[(source, target)]);
@@ -227,11 +215,7 @@ fn client_that_resets_while_a_slow_target_talks_ends_the_connection() {
     let relay = Relay::start();
     // A target that talks all the time and reads slowly, so flytube's queues towards it and
     // the SSH window are full when the platform client resets.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = listener.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
+    let (target, rx) = one_shot_target(move |mut s| {
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut talker = s.try_clone().unwrap();
         thread::spawn(move || {
@@ -244,7 +228,8 @@ fn client_that_resets_while_a_slow_target_talks_ends_the_connection() {
         thread::sleep(Duration::from_millis(300));
         let mut sink = vec![0u8; 1 << 16];
         let started = Instant::now();
-        let released = loop {
+        // True once the connection is released (EOF or reset), false after 20 s.
+        loop {
             match s.read(&mut sink) {
                 Ok(0) | Err(_) => break true,
                 Ok(_) => thread::sleep(Duration::from_millis(20)),
@@ -252,8 +237,7 @@ fn client_that_resets_while_a_slow_target_talks_ends_the_connection() {
             if started.elapsed() > Duration::from_secs(20) {
                 break false;
             }
-        };
-        tx.send(released).unwrap();
+        }
     });
     let source = free_port();
     let flytube = start_tunnel(&relay, &[(source, target)]);

@@ -601,3 +601,19 @@ pub fn echo_tunnel(relay: &Relay, extra: &[&str]) -> (Echo, u16, Flytube) {
     flytube.wait_for("serving", Duration::from_secs(20));
     (echo, source, flytube)
 }
+
+/// A target on 127.0.0.1:0 that serves its first connection with `serve` on a thread of its
+/// own; the receiver gets what `serve` returns.
+pub fn one_shot_target<T: Send + 'static>(
+    serve: impl FnOnce(TcpStream) -> T + Send + 'static,
+) -> (u16, std::sync::mpsc::Receiver<T>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        if let Ok((stream, _)) = listener.accept() {
+            let _ = tx.send(serve(stream));
+        }
+    });
+    (port, rx)
+}
