@@ -261,8 +261,10 @@ fn certificate_expiring_soon_warns() {
 #[test]
 fn squatted_forward_fails() {
     let relay = Relay::start();
-    let taken = free_port();
-    let _squatter = TcpListener::bind(("127.0.0.1", taken)).unwrap();
+    // Bound on port 0 and kept: a port that is merely "free now" can be taken by any
+    // connection of a test running in parallel.
+    let _squatter = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = _squatter.local_addr().unwrap().port();
     let mut args = relay.args();
     args.extend(forward(taken, 9));
     let out = check(&args, false);

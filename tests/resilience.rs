@@ -139,8 +139,8 @@ fn relay_down_at_start_is_retried_until_it_comes_up() {
 fn squatted_forward_port_is_retried_while_others_serve() {
     let relay = Relay::start();
     let echo = Echo::start();
-    let squatted = free_port();
-    let squatter = TcpListener::bind(("127.0.0.1", squatted)).unwrap();
+    let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
+    let squatted = squatter.local_addr().unwrap().port();
     let healthy = free_port();
     let config = fast_reconnect(&relay);
     let mut args = relay.args();
@@ -197,7 +197,17 @@ fn churn_of_1500_connections_leaks_no_fds_or_threads() {
     let (_echo, source, flytube) = echo_tunnel(&relay, &[]);
     assert_eq!(echo_round_trip(source, b"warm"), b"warm");
     flytube.wait_for("completed", Duration::from_secs(5));
-    let before = fds_and_threads(flytube.pid());
+    // The warm-up connection's copy threads end just after its log line: wait until the
+    // counts hold still before taking the baseline.
+    let mut before = fds_and_threads(flytube.pid());
+    for _ in 0..50 {
+        thread::sleep(Duration::from_millis(100));
+        let now = fds_and_threads(flytube.pid());
+        if now == before {
+            break;
+        }
+        before = now;
+    }
     for i in 0..1500u32 {
         let payload = i.to_be_bytes();
         assert_eq!(echo_round_trip(source, &payload), payload);
