@@ -414,7 +414,7 @@ fn sigterm_stops_serving_and_exits_zero() {
     flytube.signal("TERM");
     let status = flytube.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{}", flytube.output());
-    assert!(flytube.output().contains("stopped"), "{}", flytube.output());
+    flytube.assert_logged("stopped");
     // The forward was cancelled: nothing listens on the relay port any more.
     assert!(std::net::TcpStream::connect(("127.0.0.1", source)).is_err());
 }

@@ -74,11 +74,7 @@ fn black_holed_relay_is_detected_and_the_tunnel_comes_back() {
     );
     flytube.wait_for_n("serving", 2, Duration::from_secs(30));
     assert_eq!(echo_round_trip(source, b"after"), b"after");
-    assert!(
-        flytube.output().contains("no answer from the relay for 3."),
-        "{}",
-        flytube.output()
-    );
+    flytube.assert_logged("no answer from the relay for 3.");
 }
 
 #[test]
@@ -329,11 +325,7 @@ fn sigterm_drains_connections_in_flight() {
     c.read_to_end(&mut rest).unwrap();
     let status = flytube.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
-    assert!(
-        flytube.output().contains("completed"),
-        "{}",
-        flytube.output()
-    );
+    flytube.assert_logged("completed");
 }
 
 #[test]
@@ -361,11 +353,7 @@ fn drain_limit_cuts_stragglers() {
         "{:?}",
         started.elapsed()
     );
-    assert!(
-        flytube.output().contains("drain limit 1s reached"),
-        "{}",
-        flytube.output()
-    );
+    flytube.assert_logged("drain limit 1s reached");
 }
 
 /// CPU seconds (user + system) a process has used so far.

@@ -202,9 +202,5 @@ fn certificate_from_another_ca_is_rejected() {
     args.extend(forward(free_port(), 9));
     let mut flytube = Flytube::start(&args);
     assert_eq!(flytube.wait_exit(Duration::from_secs(15)).code(), Some(77));
-    assert!(
-        flytube.output().contains("with certificate"),
-        "{}",
-        flytube.output()
-    );
+    flytube.assert_logged("with certificate");
 }

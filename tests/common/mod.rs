@@ -302,6 +302,12 @@ impl Flytube {
         self.lines.0.lock().unwrap().join("\n")
     }
 
+    /// Asserts that the log so far contains `needle`, showing the log when it does not.
+    pub fn assert_logged(&self, needle: &str) {
+        let out = self.output();
+        assert!(out.contains(needle), "log lacks {needle:?}:\n{out}");
+    }
+
     /// Number of log lines containing `needle`.
     pub fn count(&self, needle: &str) -> usize {
         self.lines
