@@ -204,3 +204,30 @@ fn certificate_from_another_ca_is_rejected() {
     assert_eq!(flytube.wait_exit(Duration::from_secs(15)).code(), Some(77));
     flytube.assert_logged("with certificate");
 }
+
+#[test]
+fn known_hosts_and_pin_must_both_pass() {
+    let relay = Relay::start();
+    let mut args = relay.args(); // trusts the relay through known_hosts
+    args.extend([
+        "--host-key-fingerprint".into(),
+        "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+    ]);
+    args.extend(forward(free_port(), 9));
+    let mut flytube = Flytube::start(&args);
+    assert_eq!(flytube.wait_exit(Duration::from_secs(15)).code(), Some(77));
+    flytube.assert_logged("pinned fingerprint is SHA256:47DEQ");
+}
+
+#[test]
+fn revoked_host_key_is_refused() {
+    let relay = Relay::start();
+    let mut args = relay.args();
+    let known = relay.dir.join("known_hosts");
+    let line = std::fs::read_to_string(&known).unwrap();
+    std::fs::write(&known, format!("{line}@revoked {line}")).unwrap();
+    args.extend(forward(free_port(), 9));
+    let mut flytube = Flytube::start(&args);
+    assert_eq!(flytube.wait_exit(Duration::from_secs(15)).code(), Some(77));
+    flytube.assert_logged("@revoked");
+}
