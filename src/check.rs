@@ -377,7 +377,7 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
     r.emit(s);
 
     // Forwards: each requested, then cancelled.
-    session.set_timeout(settings.handshake_timeout.as_millis() as u32);
+    session.set_timeout(relay::duration_ms(settings.handshake_timeout));
     for spec in &settings.forwards {
         let t = Instant::now();
         let name = format!(

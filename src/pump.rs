@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::backoff::Backoff;
 use crate::conn::{Conn, is_session_fatal};
 use crate::forward::ForwardSpec;
+use crate::relay;
 use crate::settings::Settings;
 use crate::wake::{self, Interest, WakeReceiver, Waker};
 use crate::watchdog::Liveness;
@@ -396,7 +397,8 @@ impl<'a> Pump<'a> {
             return Ok(());
         }
         self.session.set_blocking(true);
-        self.session.set_timeout(CONTROL_TIMEOUT.as_millis() as u32);
+        self.session
+            .set_timeout(relay::duration_ms(CONTROL_TIMEOUT));
         let mut result = Ok(());
         for i in due {
             let slot = &mut self.slots[i];
@@ -504,7 +506,8 @@ impl<'a> Pump<'a> {
         );
         self.settle_in_flight()?;
         self.session.set_blocking(true);
-        self.session.set_timeout(CONTROL_TIMEOUT.as_millis() as u32);
+        self.session
+            .set_timeout(relay::duration_ms(CONTROL_TIMEOUT));
         for slot in &mut self.slots {
             // Dropping a Listener sends cancel-tcpip-forward; blocking, so it is not cut short.
             drop(slot.listener.take());

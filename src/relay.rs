@@ -270,6 +270,7 @@ pub fn connect(settings: &Settings) -> Result<(Connected, Negotiated)> {
     ))
 }
 
-fn duration_ms(d: Duration) -> u32 {
+/// A duration as libssh2's millisecond timeout, saturating instead of wrapping.
+pub fn duration_ms(d: Duration) -> u32 {
     d.as_millis().min(u128::from(u32::MAX)) as u32
 }

@@ -97,14 +97,8 @@ fn reset_path_reconnects() {
 #[test]
 fn sshd_killed_and_restarted_is_survived() {
     let mut relay = Relay::start();
-    let echo = Echo::start();
-    let source = free_port();
     let config = fast_reconnect(&relay);
-    let mut args = relay.args();
-    args.extend(["-c".into(), config]);
-    args.extend(forward(source, echo.port));
-    let flytube = Flytube::start(&args);
-    flytube.wait_for("serving", READY);
+    let (_echo, source, flytube) = echo_tunnel(&relay, &["-c", &config]);
     // Kill the whole sshd (listener and session processes).
     relay.kill_all();
     flytube.wait_for("tunnel down", Duration::from_secs(10));
