@@ -2,15 +2,17 @@
 //! stopping at the first broken one with a one-line fix.
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::cert::{Certificate, Validity, format_utc};
 use crate::error::{EXIT_CONFIG, EXIT_NOPERM, EXIT_UNAVAILABLE, Error};
-use crate::forward::join_host_port;
-use crate::hostkey;
+use crate::forward::{ForwardSpec, join_host_port};
+use crate::hostkey::{self, KnownEntries};
+use crate::libssh2;
 use crate::logging::json_string;
-use crate::relay;
+use crate::net;
+use crate::relay::{self, Negotiated};
 use crate::settings::Settings;
 
 /// A certificate closer than this to its end gets a warning.
@@ -52,6 +54,26 @@ pub struct Step {
     pub fix: Option<String>,
 }
 
+/// A broken step: its line (with the fix) and the exit code it gives `check`.
+struct Failure {
+    step: Step,
+    code: i32,
+}
+
+/// What a step hands on to the next ones, with its own line; or why the walk stops.
+type Outcome<T> = Result<(T, Step), Failure>;
+
+fn passed<T>(value: T, step: Step) -> Outcome<T> {
+    Ok((value, step))
+}
+
+fn failed(step: Step, code: i32, fix: impl Into<String>) -> Failure {
+    Failure {
+        step: with_fix(step, fix),
+        code,
+    }
+}
+
 struct Report {
     json: bool,
     failed_code: Option<i32>,
@@ -60,6 +82,22 @@ struct Report {
 }
 
 impl Report {
+    fn new(json: bool) -> Report {
+        Report {
+            json,
+            failed_code: None,
+            warnings: 0,
+            passed: 0,
+        }
+    }
+
+    /// Prints a passed step's line and hands its value on.
+    fn pass<T>(&mut self, outcome: Outcome<T>) -> Result<T, Failure> {
+        let (value, step) = outcome?;
+        self.emit(step);
+        Ok(value)
+    }
+
     fn emit(&mut self, step: Step) {
         match step.mark {
             Mark::Ok => self.passed += 1,
@@ -100,9 +138,9 @@ impl Report {
         let _ = out.flush();
     }
 
-    fn fail(&mut self, code: i32, step: Step) -> i32 {
-        self.emit(step);
-        self.failed_code = Some(code);
+    fn fail(&mut self, failure: Failure) -> i32 {
+        self.emit(failure.step);
+        self.failed_code = Some(failure.code);
         self.summary()
     }
 
@@ -151,32 +189,43 @@ fn with_fix(mut s: Step, fix: impl Into<String>) -> Step {
 
 /// Reports settings that failed validation as the first (failed) step.
 pub fn report_invalid_settings(error: &Error, json: bool) -> i32 {
-    let mut report = Report {
-        json,
-        failed_code: None,
-        warnings: 0,
-        passed: 0,
-    };
     let s = step("settings", Mark::Fail, Instant::now(), error.to_string());
-    report.fail(
+    Report::new(json).fail(failed(
+        s,
         EXIT_CONFIG,
-        with_fix(
-            s,
-            "correct the value named above; `man flytube` lists what is allowed",
-        ),
-    )
+        "correct the value named above; `man flytube` lists what is allowed",
+    ))
 }
 
 /// Runs every step and returns the exit code.
 pub fn run(settings: &Settings, json: bool) -> i32 {
-    let mut r = Report {
-        json,
-        failed_code: None,
-        warnings: 0,
-        passed: 0,
-    };
-    let relay_name = settings.relay();
+    let mut report = Report::new(json);
+    match walk(settings, &mut report) {
+        Ok(()) => report.summary(),
+        Err(failure) => report.fail(failure),
+    }
+}
 
+/// The path the tunnel takes, in order; the first failure ends the walk.
+fn walk(settings: &Settings, report: &mut Report) -> Result<(), Failure> {
+    report.pass(settings_step(settings))?;
+    let addrs = report.pass(resolve_step(settings))?;
+    let stream = report.pass(tcp_step(settings, &addrs))?;
+    let (session, negotiated, known) = report.pass(handshake_step(settings, stream))?;
+    report.pass(host_key_step(settings, &negotiated, known.as_ref()))?;
+    report.pass(auth_step(settings, &session))?;
+    session.set_timeout(libssh2::duration_ms(settings.relay.handshake_timeout));
+    for spec in &settings.forwards {
+        report.pass(forward_step(settings, &session, spec))?;
+    }
+    let _ = session.disconnect(None, "flytube check done", None);
+    for spec in &settings.forwards {
+        report.pass(target_step(settings, spec))?;
+    }
+    Ok(())
+}
+
+fn settings_step(settings: &Settings) -> Outcome<()> {
     let t = Instant::now();
     let source = settings
         .config_path
@@ -184,301 +233,239 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
         .map_or("command line and environment".to_string(), |p| {
             format!("file {} + environment + command line", p.display())
         });
-    r.emit(step(
-        "settings",
-        Mark::Ok,
-        t,
-        format!("{source}; {} forward(s)", settings.forwards.len()),
-    ));
-
-    // Relay name.
-    let t = Instant::now();
-    let addrs = match relay::resolve(settings) {
-        Ok(addrs) => addrs,
-        Err(e) => {
-            let s = step("resolve relay", Mark::Fail, t, e.to_string());
-            return r.fail(
-                EXIT_UNAVAILABLE,
-                with_fix(
-                    s,
-                    format!(
-                        "this machine cannot resolve {:?}: check its DNS settings \
-                         (/etc/resolv.conf), or give the relay's address with --relay",
-                        settings.relay_host
-                    ),
-                ),
-            );
-        }
-    };
-    let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
-    r.emit(step(
-        "resolve relay",
-        Mark::Ok,
-        t,
-        format!("{} -> {}", settings.relay_host, list.join(", ")),
-    ));
-
-    // TCP.
-    let t = Instant::now();
-    let stream = match dial_any(&addrs, settings.connect_timeout) {
-        Ok((stream, addr)) => {
-            r.emit(step(
-                "tcp connect",
-                Mark::Ok,
-                t,
-                format!("connected to {addr}"),
-            ));
-            stream
-        }
-        Err((detail, kind)) => {
-            let fix = match kind {
-                io::ErrorKind::TimedOut => format!(
-                    "no answer within {}s: allow outbound TCP from this machine to {} port {} \
-                     in the firewall",
-                    settings.connect_timeout.as_secs(),
-                    list.join(", "),
-                    settings.relay_port
-                ),
-                io::ErrorKind::ConnectionRefused => format!(
-                    "refused: nothing listens on port {} there, or a firewall rejects it; \
-                     check --relay and the outbound firewall rule",
-                    settings.relay_port
-                ),
-                _ => "check the network path to the relay (routes, proxy-only networks)".into(),
-            };
-            let s = step("tcp connect", Mark::Fail, t, detail);
-            return r.fail(EXIT_UNAVAILABLE, with_fix(s, fix));
-        }
-    };
-
-    // Handshake.
-    let t = Instant::now();
-    let scratch = match ssh2::Session::new() {
-        Ok(s) => s,
-        Err(e) => {
-            let s = step("ssh handshake", Mark::Fail, t, e.to_string());
-            return r.fail(EXIT_UNAVAILABLE, s);
-        }
-    };
-    let known = match relay::known_entries(&scratch, settings) {
-        Ok(k) => k,
-        Err(e) => {
-            let s = step("ssh handshake", Mark::Fail, t, e.to_string());
-            return r.fail(EXIT_CONFIG, s);
-        }
-    };
-    let (session, negotiated) = match relay::handshake(stream, settings, known.as_ref()) {
-        Ok(done) => done,
-        Err(e) => {
-            let s = step("ssh handshake", Mark::Fail, t, e.to_string());
-            return r.fail(
-                EXIT_UNAVAILABLE,
-                with_fix(
-                    s,
-                    format!(
-                        "make sure {relay_name} is the relay's SSH port and that it allows one of \
-                         the ciphers {}",
-                        settings.ciphers.join(", ")
-                    ),
-                ),
-            );
-        }
-    };
-    r.emit(step(
-        "ssh handshake",
-        Mark::Ok,
-        t,
-        format!(
-            "{}; kex {}, cipher {}",
-            negotiated.banner, negotiated.kex, negotiated.cipher
-        ),
-    ));
-
-    // Host key.
-    let t = Instant::now();
-    let presented = &negotiated.host_key;
-    let fp = presented.fingerprint();
-    if settings.host_key.known_hosts.is_none() && settings.host_key.fingerprint.is_none() {
-        let s = step(
-            "host key",
-            Mark::Fail,
-            t,
-            format!(
-                "relay presents {} {fp}; nothing is configured to trust",
-                presented.key_type
-            ),
-        );
-        return r.fail(
-            EXIT_NOPERM,
-            with_fix(
-                s,
-                format!(
-                    "check this fingerprint with the relay's operator, then pin it with \
-                     --host-key-fingerprint {fp} or add this line to a known_hosts file: {}",
-                    presented.known_hosts_line(&settings.relay_host, settings.relay_port)
-                ),
-            ),
-        );
-    }
-    if let Err(detail) = hostkey::verify(
-        presented,
-        &settings.host_key,
-        known.as_ref(),
-        &settings.relay_host,
-        settings.relay_port,
-    ) {
-        let s = step("host key", Mark::Fail, t, detail);
-        return r.fail(
-            EXIT_NOPERM,
-            with_fix(
-                s,
-                "never connect through an unverified relay: confirm the new fingerprint with the \
-                 relay's operator before changing the pin or known_hosts",
-            ),
-        );
-    }
-    r.emit(step(
-        "host key",
-        Mark::Ok,
-        t,
-        format!("{} {fp} matches", presented.key_type),
-    ));
-
-    // Authentication.
-    let t = Instant::now();
-    let (mark, detail, fix) = describe_credentials(settings);
-    if mark == Mark::Fail {
-        let s = step("authentication", Mark::Fail, t, detail);
-        return r.fail(EXIT_NOPERM, with_fix(s, fix.unwrap_or_default()));
-    }
-    if let Err(e) = relay::authenticate(&session, settings) {
-        let s = step(
-            "authentication",
-            Mark::Fail,
-            t,
-            format!("{e}; offered {detail}"),
-        );
-        return r.fail(
-            EXIT_NOPERM,
-            with_fix(
-                s,
-                "ask the relay's operator to trust this key (or the certificate's CA) for this \
-                 user; the relay's log says why it refused",
-            ),
-        );
-    }
-    let mut s = step(
-        "authentication",
-        mark,
-        t,
-        format!("accepted as {}: {detail}", settings.user),
-    );
-    s.fix = fix;
-    r.emit(s);
-
-    // Forwards: each requested, then cancelled.
-    session.set_timeout(relay::duration_ms(settings.handshake_timeout));
-    for spec in &settings.forwards {
-        let t = Instant::now();
-        let name = format!(
-            "forward {}",
-            join_host_port(spec.bind_address(), spec.source_port)
-        );
-        match session.channel_forward_listen(spec.source_port, Some(spec.bind_address()), None) {
-            Ok((listener, _)) => {
-                drop(listener);
-                r.emit(step(
-                    name,
-                    Mark::Ok,
-                    t,
-                    format!("{spec}: granted, then cancelled"),
-                ));
-            }
-            Err(e) => {
-                let s = step(name, Mark::Fail, t, format!("{spec}: {}", e.message()));
-                let fix = if e.code() == ssh2::ErrorCode::Session(-32) {
-                    format!(
-                        "the relay refused port {}: it is in use (a running flytube with this \
-                         forward holds it, which is expected) or not permitted for user {} \
-                         (PermitListen, AllowTcpForwarding on the relay)",
-                        spec.source_port, settings.user
-                    )
-                } else {
-                    "the session broke while requesting the forward; run check again".into()
-                };
-                return r.fail(EXIT_UNAVAILABLE, with_fix(s, fix));
-            }
-        }
-    }
-    let _ = session.disconnect(None, "flytube check done", None);
-
-    // Targets, dialed from here as the tunnel would.
-    for spec in &settings.forwards {
-        let t = Instant::now();
-        let name = format!("target {}", spec.target());
-        let addrs: Vec<SocketAddr> =
-            match (spec.target_host.as_str(), spec.target_port).to_socket_addrs() {
-                Ok(a) => a.collect(),
-                Err(e) => {
-                    let s = step(
-                        name,
-                        Mark::Fail,
-                        t,
-                        format!("cannot resolve {:?}: {e}", spec.target_host),
-                    );
-                    return r.fail(
-                        EXIT_UNAVAILABLE,
-                        with_fix(
-                            s,
-                            "check the target name and this machine's DNS for internal names",
-                        ),
-                    );
-                }
-            };
-        match dial_any(&addrs, settings.target_connect_timeout) {
-            Ok((_, addr)) => r.emit(step(name, Mark::Ok, t, format!("reachable at {addr}"))),
-            Err((detail, _)) => {
-                let s = step(name, Mark::Fail, t, detail);
-                return r.fail(
-                    EXIT_UNAVAILABLE,
-                    with_fix(
-                        s,
-                        format!(
-                            "start the service at {} or fix TARGET_HOST/TARGET_PORT; this machine \
-                             must be allowed to reach it",
-                            spec.target()
-                        ),
-                    ),
-                );
-            }
-        }
-    }
-    r.summary()
+    let detail = format!("{source}; {} forward(s)", settings.forwards.len());
+    passed((), step("settings", Mark::Ok, t, detail))
 }
 
-/// Tries each address; the error carries every failure and the kind of the last one.
-fn dial_any(
-    addrs: &[SocketAddr],
-    timeout: Duration,
-) -> Result<(TcpStream, SocketAddr), (String, io::ErrorKind)> {
-    let mut failures = Vec::new();
-    let mut kind = io::ErrorKind::Other;
-    for addr in addrs {
-        match relay::dial(*addr, timeout) {
-            Ok(stream) => return Ok((stream, *addr)),
-            Err(e) => {
-                kind = e.kind();
-                failures.push(format!("{addr}: {e}"));
-            }
+fn resolve_step(settings: &Settings) -> Outcome<Vec<SocketAddr>> {
+    let t = Instant::now();
+    let name = "resolve relay";
+    let addrs = relay::resolve(settings).map_err(|e| {
+        failed(
+            step(name, Mark::Fail, t, e.to_string()),
+            EXIT_UNAVAILABLE,
+            format!(
+                "this machine cannot resolve {:?}: check its DNS settings (/etc/resolv.conf), \
+                 or give the relay's address with --relay",
+                settings.relay.host
+            ),
+        )
+    })?;
+    let detail = format!("{} -> {}", settings.relay.host, ip_list(&addrs));
+    passed(addrs, step(name, Mark::Ok, t, detail))
+}
+
+fn tcp_step(settings: &Settings, addrs: &[SocketAddr]) -> Outcome<TcpStream> {
+    let t = Instant::now();
+    let name = "tcp connect";
+    let dialed = relay::connect_tcp(settings, addrs).map_err(|e| {
+        let kind = match &e {
+            Error::Connect { source, .. } => source.kind(),
+            _ => io::ErrorKind::Other,
+        };
+        let relay = &settings.relay;
+        let fix = match kind {
+            io::ErrorKind::TimedOut => format!(
+                "no answer within {}s: allow outbound TCP from this machine to {} port {} in \
+                 the firewall",
+                relay.connect_timeout.as_secs(),
+                ip_list(addrs),
+                relay.port
+            ),
+            io::ErrorKind::ConnectionRefused => format!(
+                "refused: nothing listens on port {} there, or a firewall rejects it; check \
+                 --relay and the outbound firewall rule",
+                relay.port
+            ),
+            _ => "check the network path to the relay (routes, proxy-only networks)".into(),
+        };
+        failed(
+            step(name, Mark::Fail, t, e.to_string()),
+            EXIT_UNAVAILABLE,
+            fix,
+        )
+    })?;
+    let detail = format!("connected to {}", dialed.addr);
+    passed(dialed.stream, step(name, Mark::Ok, t, detail))
+}
+
+type Handshaken = (ssh2::Session, Negotiated, Option<KnownEntries>);
+
+fn handshake_step(settings: &Settings, stream: TcpStream) -> Outcome<Handshaken> {
+    let t = Instant::now();
+    let name = "ssh handshake";
+    let known = relay::load_known_hosts(settings).map_err(|e| Failure {
+        step: step(name, Mark::Fail, t, e.to_string()),
+        code: EXIT_CONFIG,
+    })?;
+    let (session, negotiated) =
+        relay::handshake(stream, settings, known.as_ref()).map_err(|e| {
+            failed(
+                step(name, Mark::Fail, t, e.to_string()),
+                EXIT_UNAVAILABLE,
+                format!(
+                    "make sure {} is the relay's SSH port and that it allows one of the \
+                     ciphers {}",
+                    settings.relay.address(),
+                    settings.ciphers.join(", ")
+                ),
+            )
+        })?;
+    let detail = format!(
+        "{}; kex {}, cipher {}",
+        negotiated.banner, negotiated.kex, negotiated.cipher
+    );
+    passed(
+        (session, negotiated, known),
+        step(name, Mark::Ok, t, detail),
+    )
+}
+
+fn host_key_step(
+    settings: &Settings,
+    negotiated: &Negotiated,
+    known: Option<&KnownEntries>,
+) -> Outcome<()> {
+    let t = Instant::now();
+    let name = "host key";
+    let presented = &negotiated.host_key;
+    let fp = presented.fingerprint();
+    let relay = &settings.relay;
+    if settings.host_key.known_hosts.is_none() && settings.host_key.fingerprint.is_none() {
+        let detail = format!(
+            "relay presents {} {fp}; nothing is configured to trust",
+            presented.key_type
+        );
+        return Err(failed(
+            step(name, Mark::Fail, t, detail),
+            EXIT_NOPERM,
+            format!(
+                "check this fingerprint with the relay's operator, then pin it with \
+                 --host-key-fingerprint {fp} or add this line to a known_hosts file: {}",
+                presented.known_hosts_line(&relay.host, relay.port)
+            ),
+        ));
+    }
+    hostkey::verify(
+        presented,
+        &settings.host_key,
+        known,
+        &relay.host,
+        relay.port,
+    )
+    .map_err(|detail| {
+        failed(
+            step(name, Mark::Fail, t, detail),
+            EXIT_NOPERM,
+            "never connect through an unverified relay: confirm the new fingerprint with \
+                 the relay's operator before changing the pin or known_hosts",
+        )
+    })?;
+    let detail = format!("{} {fp} matches", presented.key_type);
+    passed((), step(name, Mark::Ok, t, detail))
+}
+
+fn auth_step(settings: &Settings, session: &ssh2::Session) -> Outcome<()> {
+    let t = Instant::now();
+    let name = "authentication";
+    let (mark, detail, fix) = describe_credentials(settings);
+    if mark == Mark::Fail {
+        return Err(failed(
+            step(name, Mark::Fail, t, detail),
+            EXIT_NOPERM,
+            fix.unwrap_or_default(),
+        ));
+    }
+    relay::authenticate(session, settings).map_err(|e| {
+        failed(
+            step(name, Mark::Fail, t, format!("{e}; offered {detail}")),
+            EXIT_NOPERM,
+            "ask the relay's operator to trust this key (or the certificate's CA) for this \
+             user; the relay's log says why it refused",
+        )
+    })?;
+    let mut s = step(
+        name,
+        mark,
+        t,
+        format!("accepted as {}: {detail}", settings.relay.user),
+    );
+    s.fix = fix;
+    passed((), s)
+}
+
+/// Asks the relay for the forward, then cancels it at once.
+fn forward_step(settings: &Settings, session: &ssh2::Session, spec: &ForwardSpec) -> Outcome<()> {
+    let t = Instant::now();
+    let name = format!(
+        "forward {}",
+        join_host_port(spec.bind_address(), spec.source_port)
+    );
+    match session.channel_forward_listen(spec.source_port, Some(spec.bind_address()), None) {
+        Ok((listener, _)) => {
+            drop(listener);
+            let detail = format!("{spec}: granted, then cancelled");
+            passed((), step(name, Mark::Ok, t, detail))
+        }
+        Err(e) => {
+            let fix = if libssh2::is(&e, libssh2::LIBSSH2_ERROR_REQUEST_DENIED) {
+                format!(
+                    "the relay refused port {}: it is in use (a running flytube with this \
+                     forward holds it, which is expected) or not permitted for user {} \
+                     (PermitListen, AllowTcpForwarding on the relay)",
+                    spec.source_port, settings.relay.user
+                )
+            } else {
+                "the session broke while requesting the forward; run check again".into()
+            };
+            let detail = format!("{spec}: {}", e.message());
+            Err(failed(
+                step(name, Mark::Fail, t, detail),
+                EXIT_UNAVAILABLE,
+                fix,
+            ))
         }
     }
-    Err((failures.join("; "), kind))
+}
+
+/// Dials the target from here, as the tunnel would.
+fn target_step(settings: &Settings, spec: &ForwardSpec) -> Outcome<()> {
+    let t = Instant::now();
+    let name = format!("target {}", spec.target());
+    let timeout = settings.limits.target_connect_timeout;
+    match net::dial(&spec.target_host, spec.target_port, timeout) {
+        Ok(dialed) => {
+            let detail = format!("reachable at {}", dialed.addr);
+            passed((), step(name, Mark::Ok, t, detail))
+        }
+        Err(e) => {
+            let fix = if e.is_resolve() {
+                "check the target name and this machine's DNS for internal names".to_string()
+            } else {
+                format!(
+                    "start the service at {} or fix TARGET_HOST/TARGET_PORT; this machine must \
+                     be allowed to reach it",
+                    spec.target()
+                )
+            };
+            Err(failed(
+                step(name, Mark::Fail, t, e.to_string()),
+                EXIT_UNAVAILABLE,
+                fix,
+            ))
+        }
+    }
+}
+
+fn ip_list(addrs: &[SocketAddr]) -> String {
+    let ips: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+    ips.join(", ")
 }
 
 /// What we offer: the key type, and for a certificate its principals, serial and validity.
 fn describe_credentials(settings: &Settings) -> (Mark, String, Option<String>) {
-    let Some(path) = &settings.certificate else {
-        let pub_path = format!("{}.pub", settings.identity.display());
+    let Some(path) = &settings.auth.certificate else {
+        let pub_path = format!("{}.pub", settings.auth.identity.display());
         let key_type = std::fs::read_to_string(&pub_path)
             .ok()
             .and_then(|t| t.split_whitespace().next().map(str::to_string))
@@ -487,7 +474,7 @@ fn describe_credentials(settings: &Settings) -> (Mark, String, Option<String>) {
             Mark::Ok,
             format!(
                 "{key_type} {} (no certificate)",
-                settings.identity.display()
+                settings.auth.identity.display()
             ),
             None,
         );
@@ -527,13 +514,13 @@ fn describe_credentials(settings: &Settings) -> (Mark, String, Option<String>) {
         cert.serial,
         cert.window()
     );
-    if !cert.principals.is_empty() && !cert.principals.contains(&settings.user) {
+    if !cert.principals.is_empty() && !cert.principals.contains(&settings.relay.user) {
         return (
             Mark::Fail,
             detail,
             Some(format!(
                 "the certificate is not valid for user {:?}: have it re-signed with -n {}",
-                settings.user, settings.user
+                settings.relay.user, settings.relay.user
             )),
         );
     }

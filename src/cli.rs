@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 /// flytube: a private connector that reaches a relay with one outbound SSH connection
 /// and serves the relay's remote forwards from inside the network.
@@ -40,15 +40,6 @@ pub struct CheckOptions {
     /// The same options as `run`.
     #[command(flatten)]
     pub options: Options,
-}
-
-/// Output format of the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One human-readable line per event.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Connection options, shared by every subcommand. Each overrides the YAML file.
@@ -114,9 +105,10 @@ pub struct Options {
     #[arg(short = 'q', long = "quiet", action = clap::ArgAction::Count)]
     pub quiet: u8,
 
-    /// Log format.
-    #[arg(long, env = "FLYTUBE_LOG_FORMAT", value_name = "FORMAT")]
-    pub log_format: Option<LogFormat>,
+    /// Log format: text or json.
+    #[arg(long, env = "FLYTUBE_LOG_FORMAT", value_name = "FORMAT",
+          value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
 }
 
 impl Command {

@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::net::DialError;
+
 /// Exit code for a configuration error (sysexits `EX_CONFIG`).
 pub const EXIT_CONFIG: i32 = 78;
 /// Exit code for a security refusal: the relay's host key did not verify, or the relay
@@ -33,8 +35,8 @@ pub enum Error {
     Connect {
         /// `host:port` of the relay.
         relay: String,
-        /// What went wrong.
-        detail: String,
+        /// What went wrong, with the `io::Error` of each address tried.
+        source: DialError,
     },
     /// The SSH handshake with the relay failed.
     Handshake {
@@ -99,7 +101,7 @@ impl fmt::Display for Error {
                     path.display()
                 )
             }
-            Error::Connect { relay, detail } => write!(f, "connect to relay {relay}: {detail}"),
+            Error::Connect { relay, source } => write!(f, "connect to relay {relay}: {source}"),
             Error::Handshake { relay, detail } => {
                 write!(f, "ssh handshake with relay {relay}: {detail}")
             }
@@ -119,6 +121,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::File { source, .. } => Some(source),
+            Error::Connect { source, .. } => Some(source),
             _ => None,
         }
     }

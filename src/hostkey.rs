@@ -3,13 +3,22 @@
 
 use std::fmt;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use crate::base64;
 use crate::forward::join_host_port;
-use crate::settings::HostKeyPolicy;
+
+/// How the relay's host key is trusted: a known_hosts file, a pinned fingerprint, or both
+/// (then both must pass).
+#[derive(Debug, Clone)]
+pub struct HostKeyPolicy {
+    /// known_hosts file with the relay's key.
+    pub known_hosts: Option<PathBuf>,
+    /// Pinned SHA256 fingerprint.
+    pub fingerprint: Option<Fingerprint>,
+}
 
 /// A SHA256 host key fingerprint, as `ssh-keygen -lf` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]

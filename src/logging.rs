@@ -1,8 +1,38 @@
 //! Log output: one line per event, as text or as JSON, on standard error.
 
 use std::io::Write;
+use std::str::FromStr;
 
-use crate::cli::LogFormat;
+/// Output format of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// The name used on the command line and in the settings file.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl FromStr for LogFormat {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<LogFormat, ()> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(()),
+        }
+    }
+}
 
 /// Sets up the global logger once. `RUST_LOG`, when set, overrides the level.
 pub fn init(level: log::LevelFilter, format: LogFormat) {

@@ -29,7 +29,7 @@ fn run(options: &Options, env: &HashMap<String, String>) -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return fail(&e),
     };
-    logging::init(settings.log_level, settings.log_format);
+    logging::init(settings.log.level, settings.log.format);
     let supervisor = match Supervisor::new(settings) {
         Ok(s) => s,
         Err(e) => return fail(&e),
@@ -49,7 +49,7 @@ fn check(options: &CheckOptions, env: &HashMap<String, String>) -> ExitCode {
     let code = match Settings::build_for_check(&options.options, env) {
         Ok(settings) => {
             // The report is the output; only errors go to the log.
-            logging::init(log::LevelFilter::Error, settings.log_format);
+            logging::init(log::LevelFilter::Error, settings.log.format);
             check::run(&settings, options.json)
         }
         Err(e) => check::report_invalid_settings(&e, options.json),

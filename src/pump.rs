@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::backoff::Backoff;
 use crate::conn::{Conn, is_session_fatal};
 use crate::forward::ForwardSpec;
-use crate::relay;
+use crate::libssh2;
 use crate::settings::Settings;
 use crate::wake::{self, Interest, WakeReceiver, Waker};
 use crate::watchdog::Liveness;
@@ -115,7 +115,7 @@ impl<'a> Pump<'a> {
                 spec: spec.clone(),
                 listener: None,
                 retry_at: Some(Instant::now()),
-                backoff: Backoff::new(settings.reconnect_initial, settings.reconnect_max),
+                backoff: Backoff::new(settings.reconnect.initial, settings.reconnect.max),
             })
             .collect();
         Pump {
@@ -149,8 +149,8 @@ impl<'a> Pump<'a> {
             end = PumpEnd::Lost(format!(
                 "no answer from the relay for {:.1}s (keepalive {}s x {})",
                 self.liveness.tripped_after().as_secs_f64(),
-                self.settings.keepalive_interval.as_secs(),
-                self.settings.keepalive_count
+                self.settings.keepalive.interval.as_secs(),
+                self.settings.keepalive.count
             ));
         }
         if let PumpEnd::Lost(reason) = &end {
@@ -190,7 +190,7 @@ impl<'a> Pump<'a> {
                     self.finish();
                     return PumpEnd::Stopped;
                 }
-                let limit = self.settings.drain_timeout;
+                let limit = self.settings.limits.drain_timeout;
                 if started.elapsed() >= limit + FINAL_CLOSE {
                     log::warn!(
                         "stopping: {} connection(s) still closing; cutting the session",
@@ -255,7 +255,7 @@ impl<'a> Pump<'a> {
             pass.progress |= step.progress;
             pass.inbound |= step.inbound;
             pass.wants_write |= step.wants_write;
-            if let Some(idle) = self.settings.idle_timeout
+            if let Some(idle) = self.settings.limits.idle_timeout
                 && !conn.is_closing()
                 && conn.last_activity.elapsed() > idle
             {
@@ -309,7 +309,7 @@ impl<'a> Pump<'a> {
         *self.next_id += 1;
         let id = *self.next_id;
         let spec = &self.slots[forward].spec;
-        let limit = self.settings.max_connections;
+        let limit = self.settings.limits.max_connections;
         let live = self.conns.iter().filter(|c| !c.is_closing()).count();
         if live >= limit || self.drain_started.is_some() {
             self.refused += 1;
@@ -329,7 +329,7 @@ impl<'a> Pump<'a> {
         let plan = TargetPlan {
             host: spec.target_host.clone(),
             port: spec.target_port,
-            connect_timeout: self.settings.target_connect_timeout,
+            connect_timeout: self.settings.limits.target_connect_timeout,
         };
         log::debug!("conn {id}: new on {spec}");
         match worker::spawn(id, plan, self.waker.clone(), self.threads.clone()) {
@@ -398,7 +398,7 @@ impl<'a> Pump<'a> {
         }
         self.session.set_blocking(true);
         self.session
-            .set_timeout(relay::duration_ms(CONTROL_TIMEOUT));
+            .set_timeout(libssh2::duration_ms(CONTROL_TIMEOUT));
         let mut result = Ok(());
         for i in due {
             let slot = &mut self.slots[i];
@@ -437,7 +437,7 @@ impl<'a> Pump<'a> {
 
     /// Probes the relay when it has been quiet for a keepalive interval.
     fn step_probe(&mut self, pass: &mut Pass) -> Result<(), String> {
-        let interval = self.settings.keepalive_interval;
+        let interval = self.settings.keepalive.interval;
         if let Probe::Idle = self.probe {
             if self.liveness.silence() < interval || self.last_probe.elapsed() < interval {
                 return Ok(());
@@ -502,12 +502,12 @@ impl<'a> Pump<'a> {
             "stopping: cancelling forwards, {} connection(s) ({} copy threads) get up to {}s to finish",
             self.conns.len(),
             self.threads.get(),
-            self.settings.drain_timeout.as_secs()
+            self.settings.limits.drain_timeout.as_secs()
         );
         self.settle_in_flight()?;
         self.session.set_blocking(true);
         self.session
-            .set_timeout(relay::duration_ms(CONTROL_TIMEOUT));
+            .set_timeout(libssh2::duration_ms(CONTROL_TIMEOUT));
         for slot in &mut self.slots {
             // Dropping a Listener sends cancel-tcpip-forward; blocking, so it is not cut short.
             drop(slot.listener.take());
@@ -583,7 +583,7 @@ impl<'a> Pump<'a> {
     fn sleep_limit(&self, pass: &Pass) -> Duration {
         let now = Instant::now();
         let mut limit = TICK;
-        let interval = self.settings.keepalive_interval;
+        let interval = self.settings.keepalive.interval;
         let probe_due = interval.saturating_sub(self.liveness.silence());
         limit = limit.min(probe_due.max(Duration::from_millis(10)));
         for slot in &self.slots {

@@ -2,14 +2,13 @@
 //! host key verification before anything else is sent, then key or certificate auth.
 //! Each phase is its own function so `flytube check` can time and report them one by one.
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::time::Duration;
-
-use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::error::{Error, Result};
 use crate::hostkey::{self, KnownEntries, PresentedKey};
+use crate::libssh2::{self as codes, duration_ms};
+use crate::net::{self, Dialed};
 use crate::settings::Settings;
 
 /// A session that passed host key verification and authentication.
@@ -37,67 +36,33 @@ pub struct Negotiated {
 
 /// Resolves the relay name afresh (DNS may have changed since the last attempt).
 pub fn resolve(settings: &Settings) -> Result<Vec<SocketAddr>> {
-    let relay = settings.relay();
-    let addrs: Vec<SocketAddr> = (settings.relay_host.as_str(), settings.relay_port)
-        .to_socket_addrs()
-        .map_err(|e| Error::Connect {
-            relay: relay.clone(),
-            detail: format!("cannot resolve {:?}: {e}", settings.relay_host),
-        })?
-        .collect();
-    if addrs.is_empty() {
-        return Err(Error::Connect {
-            relay,
-            detail: format!("{:?} resolved to no address", settings.relay_host),
-        });
-    }
-    Ok(addrs)
-}
-
-/// Tries every address in turn, each under the connect timeout.
-pub fn connect_tcp(settings: &Settings, addrs: &[SocketAddr]) -> Result<TcpStream> {
-    let mut failures = Vec::new();
-    for addr in addrs {
-        match dial(*addr, settings.connect_timeout) {
-            Ok(stream) => {
-                tune_relay_socket(&stream, settings);
-                return Ok(stream);
-            }
-            Err(e) => failures.push(format!("{addr}: {e}")),
-        }
-    }
-    Err(Error::Connect {
-        relay: settings.relay(),
-        detail: failures.join("; "),
+    let relay = &settings.relay;
+    net::resolve(&relay.host, relay.port).map_err(|source| Error::Connect {
+        relay: relay.address(),
+        source,
     })
 }
 
-/// One TCP connection with a timeout and TCP_NODELAY (SSH packets are sent whole; Nagle
-/// would only hold small interactive packets back).
-pub fn dial(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_tcp_nodelay(true)?;
-    socket.connect_timeout(&addr.into(), timeout)?;
-    Ok(socket.into())
+/// Tries every address in turn, each under the connect timeout, and tunes the socket that
+/// answered for liveness.
+pub fn connect_tcp(settings: &Settings, addrs: &[SocketAddr]) -> Result<Dialed> {
+    let dialed = net::connect_any(addrs, settings.relay.connect_timeout).map_err(|source| {
+        Error::Connect {
+            relay: settings.relay.address(),
+            source,
+        }
+    })?;
+    let keepalive = settings.keepalive;
+    net::tune_relay_socket(&dialed.stream, keepalive.interval, keepalive.count);
+    Ok(dialed)
 }
 
-/// Kernel-level liveness for the relay socket: TCP keepalive catches a vanished peer while
-/// idle, TCP_USER_TIMEOUT a black hole while data is unacknowledged. Both match the
-/// configured interval x count, so the kernel never waits out its 15-minute default.
-fn tune_relay_socket(stream: &TcpStream, settings: &Settings) {
-    let socket = SockRef::from(stream);
-    let interval = settings.keepalive_interval;
-    let keepalive = TcpKeepalive::new()
-        .with_time(interval)
-        .with_interval(interval)
-        .with_retries(settings.keepalive_count);
-    if let Err(e) = socket.set_tcp_keepalive(&keepalive) {
-        log::debug!("cannot set TCP keepalive on the relay socket: {e}");
-    }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    if let Err(e) = socket.set_tcp_user_timeout(Some(interval * settings.keepalive_count)) {
-        log::debug!("cannot set TCP_USER_TIMEOUT on the relay socket: {e}");
-    }
+/// The known_hosts entries for the relay, read before the handshake so that only the key
+/// types listed there are offered.
+pub fn load_known_hosts(settings: &Settings) -> Result<Option<KnownEntries>> {
+    // A throwaway session only to build libssh2's known_hosts matcher (hashed names).
+    let scratch = ssh2::Session::new().map_err(|e| Error::Local(e.to_string()))?;
+    known_entries(&scratch, settings)
 }
 
 /// The known_hosts entries for the relay, with skipped lines logged once.
@@ -106,7 +71,7 @@ pub fn known_entries(session: &ssh2::Session, settings: &Settings) -> Result<Opt
         return Ok(None);
     };
     let entries =
-        hostkey::read_known_hosts(session, path, &settings.relay_host, settings.relay_port)
+        hostkey::read_known_hosts(session, path, &settings.relay.host, settings.relay.port)
             .map_err(Error::Config)?;
     for problem in &entries.skipped {
         log::warn!("known_hosts {}: skipped {problem}", path.display());
@@ -122,14 +87,14 @@ pub fn handshake(
     settings: &Settings,
     known: Option<&KnownEntries>,
 ) -> Result<(ssh2::Session, Negotiated)> {
-    let relay = settings.relay();
+    let relay = settings.relay.address();
     let fail = |detail: String| Error::Handshake {
         relay: relay.clone(),
         detail,
     };
     let mut session =
         ssh2::Session::new().map_err(|e| fail(format!("cannot create session: {e}")))?;
-    session.set_timeout(duration_ms(settings.handshake_timeout));
+    session.set_timeout(duration_ms(settings.relay.handshake_timeout));
     let ciphers = settings.ciphers.join(",");
     for method in [ssh2::MethodType::CryptCs, ssh2::MethodType::CryptSc] {
         session
@@ -147,12 +112,12 @@ pub fn handshake(
         .map_err(|e| fail(format!("host key algorithms refused by libssh2: {e}")))?;
     session.set_tcp_stream(stream);
     session.handshake().map_err(|e| {
-        fail(match e.code() {
-            ssh2::ErrorCode::Session(-9) | ssh2::ErrorCode::Session(-30) => format!(
+        fail(match codes::code(&e) {
+            Some(codes::LIBSSH2_ERROR_TIMEOUT | codes::LIBSSH2_ERROR_SOCKET_TIMEOUT) => format!(
                 "no answer within {}s: is {relay} an SSH server?",
-                settings.handshake_timeout.as_secs()
+                settings.relay.handshake_timeout.as_secs()
             ),
-            ssh2::ErrorCode::Session(-5) => format!(
+            Some(codes::LIBSSH2_ERROR_KEX_FAILURE) => format!(
                 "no common key exchange, cipher or host key algorithm (we offer ciphers {ciphers}): {}",
                 e.message()
             ),
@@ -178,20 +143,20 @@ pub fn handshake(
 
 /// Public key or certificate authentication. The error says what was offered.
 pub fn authenticate(session: &ssh2::Session, settings: &Settings) -> Result<()> {
-    let target = format!("{}@{}", settings.user, settings.relay());
-    let offered = match &settings.certificate {
+    let target = format!("{}@{}", settings.relay.user, settings.relay.address());
+    let offered = match &settings.auth.certificate {
         Some(cert) => format!(
             "key {} with certificate {}",
-            settings.identity.display(),
+            settings.auth.identity.display(),
             cert.display()
         ),
-        None => format!("key {}", settings.identity.display()),
+        None => format!("key {}", settings.auth.identity.display()),
     };
     let result = session.userauth_pubkey_file(
-        &settings.user,
-        settings.certificate.as_deref(),
-        Path::new(&settings.identity),
-        settings.passphrase.as_ref().map(|p| p.expose()),
+        &settings.relay.user,
+        settings.auth.certificate.as_deref(),
+        Path::new(&settings.auth.identity),
+        settings.auth.passphrase.as_ref().map(|p| p.expose()),
     );
     match result {
         Ok(()) if session.authenticated() => Ok(()),
@@ -201,16 +166,19 @@ pub fn authenticate(session: &ssh2::Session, settings: &Settings) -> Result<()> 
         }),
         Err(e) => Err(Error::Auth {
             relay: target,
-            detail: match e.code() {
-                ssh2::ErrorCode::Session(-16) => format!(
+            detail: match codes::code(&e) {
+                Some(codes::LIBSSH2_ERROR_FILE) => format!(
                     "cannot use {offered}: wrong passphrase or unsupported key format ({})",
                     e.message()
                 ),
-                ssh2::ErrorCode::Session(-18) | ssh2::ErrorCode::Session(-19) => format!(
+                Some(
+                    codes::LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED
+                    | codes::LIBSSH2_ERROR_AUTHENTICATION_FAILED,
+                ) => format!(
                     "the relay rejected {offered}; check that the relay trusts this key (or the \
                      certificate's CA), that the certificate is valid now and lists the \
                      principal {:?}",
-                    settings.user
+                    settings.relay.user
                 ),
                 _ => format!("{offered}: {}", e.message()),
             },
@@ -221,19 +189,11 @@ pub fn authenticate(session: &ssh2::Session, settings: &Settings) -> Result<()> 
 /// Every phase in order: the session a tunnel runs on.
 pub fn connect(settings: &Settings) -> Result<(Connected, Negotiated)> {
     let addrs = resolve(settings)?;
-    let stream = connect_tcp(settings, &addrs)?;
-    let peer = stream.peer_addr().map_err(|e| Error::Connect {
-        relay: settings.relay(),
-        detail: e.to_string(),
-    })?;
+    let Dialed { stream, addr: peer } = connect_tcp(settings, &addrs)?;
     let control = stream
         .try_clone()
         .map_err(|e| Error::Local(format!("clone socket: {e}")))?;
-    let known = {
-        // A throwaway session only to build the known_hosts matcher before the handshake.
-        let scratch = ssh2::Session::new().map_err(|e| Error::Local(e.to_string()))?;
-        known_entries(&scratch, settings)?
-    };
+    let known = load_known_hosts(settings)?;
     let (session, negotiated) = match handshake(stream, settings, known.as_ref()) {
         Ok(done) => done,
         Err(e) => {
@@ -245,14 +205,14 @@ pub fn connect(settings: &Settings) -> Result<(Connected, Negotiated)> {
         &negotiated.host_key,
         &settings.host_key,
         known.as_ref(),
-        &settings.relay_host,
-        settings.relay_port,
+        &settings.relay.host,
+        settings.relay.port,
     );
     if let Err(detail) = verified {
         // Nothing more is sent to a relay we do not trust.
         let _ = control.shutdown(std::net::Shutdown::Both);
         return Err(Error::HostKey {
-            relay: settings.relay(),
+            relay: settings.relay.address(),
             detail,
         });
     }
@@ -268,9 +228,4 @@ pub fn connect(settings: &Settings) -> Result<(Connected, Negotiated)> {
         },
         negotiated,
     ))
-}
-
-/// A duration as libssh2's millisecond timeout, saturating instead of wrapping.
-pub fn duration_ms(d: Duration) -> u32 {
-    d.as_millis().min(u128::from(u32::MAX)) as u32
 }

@@ -82,14 +82,14 @@ impl Supervisor {
     /// refused or timed-out connections, broken sessions) is retried with backoff forever.
     pub fn run(mut self) -> Result<()> {
         let settings = self.settings.clone();
-        let mut backoff = Backoff::new(settings.reconnect_initial, settings.reconnect_max);
+        let mut backoff = Backoff::new(settings.reconnect.initial, settings.reconnect.max);
         let mut ever_up = false;
         let mut next_id = 0u64;
         log::info!(
             "flytube {} starting: relay {} as {}, {} forward(s)",
             env!("CARGO_PKG_VERSION"),
-            settings.relay(),
-            settings.user,
+            settings.relay.address(),
+            settings.relay.user,
             settings.forwards.len()
         );
         warn_about_certificate(&settings);
@@ -99,7 +99,7 @@ impl Supervisor {
                     ever_up = true;
                     log::info!(
                         "connected to relay {} ({}): {}, kex {}, cipher {}, host key {} {}",
-                        settings.relay(),
+                        settings.relay.address(),
                         connected.peer,
                         negotiated.banner,
                         negotiated.kex,
@@ -109,11 +109,14 @@ impl Supervisor {
                     );
                     let started = Instant::now();
                     let liveness = Liveness::new();
-                    let limit = settings.keepalive_interval * settings.keepalive_count;
+                    let limit = settings.keepalive.dead_after();
                     match connected.control.try_clone() {
-                        Ok(socket) => {
-                            watchdog::spawn(liveness.clone(), socket, limit, settings.relay())
-                        }
+                        Ok(socket) => watchdog::spawn(
+                            liveness.clone(),
+                            socket,
+                            limit,
+                            settings.relay.address(),
+                        ),
                         Err(e) => {
                             log::error!("cannot clone the relay socket for the watchdog: {e}")
                         }
@@ -155,7 +158,7 @@ impl Supervisor {
                 }
                 Err(e @ Error::Auth { .. }) => {
                     warn_about_certificate(&settings);
-                    let delay = settings.reconnect_max;
+                    let delay = settings.reconnect.max;
                     log::error!("{e}; retrying in {}s", delay.as_secs());
                     delay
                 }
@@ -194,7 +197,7 @@ impl Supervisor {
 /// Logs a certificate that is expired, not yet valid, or close to its end: the most common
 /// reason a working tunnel stops authenticating.
 fn warn_about_certificate(settings: &Settings) {
-    let Some(path) = &settings.certificate else {
+    let Some(path) = &settings.auth.certificate else {
         return;
     };
     let cert = match std::fs::read_to_string(path)

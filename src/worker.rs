@@ -4,16 +4,15 @@
 //! which is what carries back-pressure end to end.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
-use socket2::{SockRef, TcpKeepalive};
 
-use crate::relay::dial;
+use crate::net;
 use crate::wake::Waker;
 
 /// Bytes read from a target at once. Two SSH packets' worth (libssh2 sends at most
@@ -236,36 +235,10 @@ fn run_worker(
 
 /// Resolves the target afresh and tries each address under the connect timeout.
 fn dial_target(plan: &TargetPlan) -> Result<(TcpStream, SocketAddr), String> {
-    let addrs: Vec<SocketAddr> = (plan.host.as_str(), plan.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {:?}: {e}", plan.host))?
-        .collect();
-    let mut failures = Vec::new();
-    for addr in addrs {
-        match dial(addr, plan.connect_timeout) {
-            Ok(stream) => {
-                tune_target_socket(&stream);
-                return Ok((stream, addr));
-            }
-            Err(e) => failures.push(format!("{addr}: {e}")),
-        }
-    }
-    if failures.is_empty() {
-        return Err(format!("{:?} resolved to no address", plan.host));
-    }
-    Err(failures.join("; "))
-}
-
-/// TCP keepalive on target sockets, so a target host that vanishes while a connection idles
-/// is noticed in minutes, not the kernel's two hours.
-fn tune_target_socket(stream: &TcpStream) {
-    let keepalive = TcpKeepalive::new()
-        .with_time(Duration::from_secs(60))
-        .with_interval(Duration::from_secs(10))
-        .with_retries(6);
-    if let Err(e) = SockRef::from(stream).set_tcp_keepalive(&keepalive) {
-        log::debug!("cannot set TCP keepalive on a target socket: {e}");
-    }
+    let dialed =
+        net::dial(&plan.host, plan.port, plan.connect_timeout).map_err(|e| e.to_string())?;
+    net::tune_target_socket(&dialed.stream);
+    Ok((dialed.stream, dialed.addr))
 }
 
 /// Target -> pump. Blocking reads; a full queue blocks us, which stops reading the target.

@@ -1,0 +1,51 @@
+//! Small facts about libssh2 that several parts rely on: its error codes by name, its
+//! millisecond timeouts, what the linked library supports. See docs/libssh2.md.
+
+use std::time::Duration;
+
+pub use libssh2_sys::{
+    LIBSSH2_ERROR_AUTHENTICATION_FAILED, LIBSSH2_ERROR_EAGAIN, LIBSSH2_ERROR_FILE,
+    LIBSSH2_ERROR_KEX_FAILURE, LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED, LIBSSH2_ERROR_REQUEST_DENIED,
+    LIBSSH2_ERROR_SOCKET_TIMEOUT, LIBSSH2_ERROR_TIMEOUT,
+};
+
+use crate::error::{Error, Result};
+
+/// The libssh2 error number of a session-level error (`None` for SFTP errors).
+pub fn code(error: &ssh2::Error) -> Option<i32> {
+    match error.code() {
+        ssh2::ErrorCode::Session(code) => Some(code),
+        ssh2::ErrorCode::SFTP(_) => None,
+    }
+}
+
+/// True when `error` is libssh2's `code`.
+pub fn is(error: &ssh2::Error, code: i32) -> bool {
+    self::code(error) == Some(code)
+}
+
+/// A duration as libssh2's millisecond timeout, saturating instead of wrapping.
+pub fn duration_ms(d: Duration) -> u32 {
+    d.as_millis().min(u128::from(u32::MAX)) as u32
+}
+
+/// The cipher names the linked libssh2 can negotiate.
+pub fn supported_ciphers() -> Result<Vec<String>> {
+    let session = ssh2::Session::new()
+        .map_err(|e| Error::Local(format!("cannot create ssh session: {e}")))?;
+    let supported = session
+        .supported_algs(ssh2::MethodType::CryptCs)
+        .map_err(|e| Error::Local(format!("cannot list ciphers: {e}")))?;
+    Ok(supported.into_iter().map(str::to_string).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_saturate() {
+        assert_eq!(duration_ms(Duration::from_millis(1500)), 1500);
+        assert_eq!(duration_ms(Duration::from_secs(u64::MAX)), u32::MAX);
+    }
+}

@@ -1,0 +1,135 @@
+//! `forwards:` the list of remote forwards, from `-R`, the onboarding variables or the file
+//! (the first source that has any wins; they are not merged).
+
+use std::collections::HashMap;
+
+use super::config_error;
+use crate::config::ForwardConfig;
+use crate::error::Result;
+use crate::forward::{ForwardSpec, parse_port};
+
+/// The onboarding variables of a container, all or none.
+pub const ONBOARDING_VARIABLES: [&str; 3] = ["SOURCE_PORT", "TARGET_HOST", "TARGET_PORT"];
+
+/// Builds and checks the forward list: at least one, no relay port used twice.
+pub(super) fn build(
+    cli: &[String],
+    env: &HashMap<String, String>,
+    file: Option<Vec<ForwardConfig>>,
+) -> Result<Vec<ForwardSpec>> {
+    let forwards = if !cli.is_empty() {
+        cli.iter()
+            .map(|spec| ForwardSpec::parse(spec).map_err(config_error))
+            .collect::<Result<Vec<_>>>()?
+    } else if let Some(forward) = from_env(env)? {
+        vec![forward]
+    } else {
+        file.unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| from_file(i, f))
+            .collect::<Result<Vec<_>>>()?
+    };
+    if forwards.is_empty() {
+        return Err(config_error(
+            "no forward: give -R SOURCE_PORT:TARGET_HOST:TARGET_PORT, set SOURCE_PORT, \
+             TARGET_HOST and TARGET_PORT, or list forwards in the file",
+        ));
+    }
+    for (i, a) in forwards.iter().enumerate() {
+        if let Some(b) = forwards[..i]
+            .iter()
+            .find(|b| b.source_port == a.source_port && b.bind_address() == a.bind_address())
+        {
+            return Err(config_error(format!(
+                "forwards {b} and {a} use the same relay port"
+            )));
+        }
+    }
+    Ok(forwards)
+}
+
+/// The forwards in the file's own shape, for `flytube config`.
+pub(super) fn to_file(forwards: &[ForwardSpec]) -> Vec<ForwardConfig> {
+    forwards
+        .iter()
+        .map(|f| ForwardConfig {
+            bind: f.bind.clone(),
+            source_port: f.source_port.into(),
+            target_host: f.target_host.clone(),
+            target_port: f.target_port.into(),
+        })
+        .collect()
+}
+
+/// The onboarding variables `SOURCE_PORT`, `TARGET_HOST`, `TARGET_PORT`: all or none.
+fn from_env(env: &HashMap<String, String>) -> Result<Option<ForwardSpec>> {
+    let [source, host, target] = ONBOARDING_VARIABLES.map(|name| env.get(name));
+    let (source, host, target) = match (source, host, target) {
+        (None, None, None) => return Ok(None),
+        (Some(source), Some(host), Some(target)) => (source, host, target),
+        _ => {
+            let missing: Vec<&str> = ONBOARDING_VARIABLES
+                .into_iter()
+                .filter(|name| !env.contains_key(*name))
+                .collect();
+            return Err(config_error(format!(
+                "SOURCE_PORT, TARGET_HOST and TARGET_PORT go together; {} not set",
+                missing.join(", ")
+            )));
+        }
+    };
+    let forward = ForwardSpec {
+        bind: None,
+        source_port: parse_port(source).map_err(|e| config_error(format!("SOURCE_PORT {e}")))?,
+        target_host: host
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        target_port: parse_port(target).map_err(|e| config_error(format!("TARGET_PORT {e}")))?,
+    };
+    forward
+        .validate()
+        .map_err(|e| config_error(format!("TARGET_HOST: {e}")))?;
+    Ok(Some(forward))
+}
+
+fn from_file(index: usize, f: ForwardConfig) -> Result<ForwardSpec> {
+    let at = format!("forwards[{index}]");
+    let port = |what: &str, value: u32| -> Result<u16> {
+        match value {
+            1..=65535 => Ok(value as u16),
+            _ => Err(config_error(format!(
+                "{at}.{what} {value} is outside 1-65535"
+            ))),
+        }
+    };
+    let forward = ForwardSpec {
+        bind: f.bind.filter(|b| !b.is_empty() && b != "*"),
+        source_port: port("source_port", f.source_port)?,
+        target_host: f.target_host,
+        target_port: port("target_port", f.target_port)?,
+    };
+    forward
+        .validate()
+        .map_err(|e| config_error(format!("{at}: {e}")))?;
+    Ok(forward)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_triple_must_be_complete() {
+        let mut env = HashMap::new();
+        env.insert("SOURCE_PORT".to_string(), "8443".to_string());
+        let err = from_env(&env).unwrap_err().to_string();
+        assert!(err.contains("TARGET_HOST, TARGET_PORT not set"), "{err}");
+        env.insert("TARGET_HOST".into(), "gitlab".into());
+        env.insert("TARGET_PORT".into(), "443".into());
+        let f = from_env(&env).unwrap().unwrap();
+        assert_eq!(f.to_string(), "localhost:8443 -> gitlab:443");
+    }
+}
