@@ -10,7 +10,7 @@ use crate::cert::{Certificate, Validity, format_utc};
 use crate::check::EXPIRY_WARNING;
 use crate::error::{Error, Result};
 use crate::pump::{Pump, PumpEnd, PumpParts};
-use crate::relay;
+use crate::relay::{self, Connected, Negotiated};
 use crate::settings::Settings;
 use crate::wake::{self, Interest, WakeReceiver, Waker};
 use crate::watchdog::{self, Liveness};
@@ -46,6 +46,8 @@ pub struct Supervisor {
     waker: Waker,
     wake_rx: WakeReceiver,
     threads: ThreadCount,
+    /// Connection ids stay unique across sessions, so log lines never mix two connections.
+    next_id: u64,
 }
 
 impl Supervisor {
@@ -63,6 +65,7 @@ impl Supervisor {
             waker,
             wake_rx,
             threads: ThreadCount::default(),
+            next_id: 0,
         })
     }
 
@@ -84,7 +87,6 @@ impl Supervisor {
         let settings = self.settings.clone();
         let mut backoff = Backoff::new(settings.reconnect.initial, settings.reconnect.max);
         let mut ever_up = false;
-        let mut next_id = 0u64;
         log::info!(
             "flytube {} starting: relay {} as {}, {} forward(s)",
             env!("CARGO_PKG_VERSION"),
@@ -97,42 +99,8 @@ impl Supervisor {
             let delay = match relay::connect(&settings) {
                 Ok((connected, negotiated)) => {
                     ever_up = true;
-                    log::info!(
-                        "connected to relay {} ({}): {}, kex {}, cipher {}, host key {} {}",
-                        settings.relay.address(),
-                        connected.peer,
-                        negotiated.banner,
-                        negotiated.kex,
-                        negotiated.cipher,
-                        negotiated.host_key.key_type,
-                        negotiated.host_key.fingerprint()
-                    );
                     let started = Instant::now();
-                    let liveness = Liveness::new();
-                    let limit = settings.keepalive.dead_after();
-                    match connected.control.try_clone() {
-                        Ok(socket) => watchdog::spawn(
-                            liveness.clone(),
-                            socket,
-                            limit,
-                            settings.relay.address(),
-                        ),
-                        Err(e) => {
-                            log::error!("cannot clone the relay socket for the watchdog: {e}")
-                        }
-                    }
-                    let pump = Pump::new(PumpParts {
-                        settings: &settings,
-                        session: connected.session,
-                        socket: connected.control,
-                        waker: self.waker.clone(),
-                        wake_rx: &mut self.wake_rx,
-                        stop: self.stop.flag.clone(),
-                        liveness,
-                        threads: self.threads.clone(),
-                        next_id: &mut next_id,
-                    });
-                    match pump.run() {
+                    match self.serve(connected, &negotiated) {
                         PumpEnd::Stopped => return Ok(()),
                         PumpEnd::Lost(reason) => {
                             if started.elapsed() >= STABLE_AFTER {
@@ -148,30 +116,49 @@ impl Supervisor {
                         }
                     }
                 }
-                Err(e) if e.is_permanent() => {
-                    log::error!("{e}");
-                    return Err(e);
-                }
-                Err(e @ Error::Auth { .. }) if !ever_up => {
-                    log::error!("{e}");
-                    return Err(e);
-                }
-                Err(e @ Error::Auth { .. }) => {
-                    warn_about_certificate(&settings);
-                    let delay = settings.reconnect.max;
-                    log::error!("{e}; retrying in {}s", delay.as_secs());
-                    delay
-                }
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    log::warn!("{e}; retrying in {:.1}s", delay.as_secs_f64());
-                    delay
-                }
+                Err(e) => retry_delay(e, ever_up, &settings, &mut backoff)?,
             };
             self.sleep(delay);
         }
         log::info!("stopped");
         Ok(())
+    }
+
+    /// Runs the pump on one session, with a watchdog beside it, until the session ends.
+    fn serve(&mut self, connected: Connected, negotiated: &Negotiated) -> PumpEnd {
+        let settings = &self.settings;
+        log::info!(
+            "connected to relay {} ({}): {}, kex {}, cipher {}, host key {} {}",
+            settings.relay.address(),
+            connected.peer,
+            negotiated.banner,
+            negotiated.kex,
+            negotiated.cipher,
+            negotiated.host_key.key_type,
+            negotiated.host_key.fingerprint()
+        );
+        let liveness = Liveness::new();
+        match connected.control.try_clone() {
+            Ok(socket) => watchdog::spawn(
+                liveness.clone(),
+                socket,
+                settings.keepalive.dead_after(),
+                settings.relay.address(),
+            ),
+            Err(e) => log::error!("cannot clone the relay socket for the watchdog: {e}"),
+        }
+        let pump = Pump::new(PumpParts {
+            settings,
+            session: connected.session,
+            socket: connected.control,
+            waker: self.waker.clone(),
+            wake_rx: &mut self.wake_rx,
+            stop: self.stop.flag.clone(),
+            liveness,
+            threads: self.threads.clone(),
+            next_id: &mut self.next_id,
+        });
+        pump.run()
     }
 
     /// Sleeps, but returns at once when a stop is asked for.
@@ -190,6 +177,37 @@ impl Supervisor {
                 Ok(ready) => self.wake_rx.clear(ready.woken),
                 Err(_) => std::thread::sleep(left.min(Duration::from_millis(100))),
             }
+        }
+    }
+}
+
+/// How long to wait after a failed connect, or the error that ends the process (the
+/// policy on `Supervisor::run`).
+fn retry_delay(
+    error: Error,
+    ever_up: bool,
+    settings: &Settings,
+    backoff: &mut Backoff,
+) -> Result<Duration> {
+    match error {
+        e if e.is_permanent() => {
+            log::error!("{e}");
+            Err(e)
+        }
+        e @ Error::Auth { .. } if !ever_up => {
+            log::error!("{e}");
+            Err(e)
+        }
+        e @ Error::Auth { .. } => {
+            warn_about_certificate(settings);
+            let delay = settings.reconnect.max;
+            log::error!("{e}; retrying in {}s", delay.as_secs());
+            Ok(delay)
+        }
+        e => {
+            let delay = backoff.next_delay();
+            log::warn!("{e}; retrying in {:.1}s", delay.as_secs_f64());
+            Ok(delay)
         }
     }
 }
