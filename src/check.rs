@@ -234,7 +234,11 @@ fn settings_step(settings: &Settings) -> Outcome<()> {
             format!("file {} + environment + command line", p.display())
         });
     let detail = format!("{source}; {} forward(s)", settings.forwards.len());
-    passed((), step("settings", Mark::Ok, t, detail))
+    if settings.notes.is_empty() {
+        return passed((), step("settings", Mark::Ok, t, detail));
+    }
+    let s = step("settings", Mark::Warn, t, detail);
+    passed((), with_fix(s, settings.notes.join("; ")))
 }
 
 fn resolve_step(settings: &Settings) -> Outcome<Vec<SocketAddr>> {
@@ -399,7 +403,7 @@ fn forward_step(settings: &Settings, session: &ssh2::Session, spec: &ForwardSpec
     let t = Instant::now();
     let name = format!(
         "forward {}",
-        join_host_port(spec.bind_address(), spec.source_port)
+        join_host_port(spec.bind_display(), spec.source_port)
     );
     match session.channel_forward_listen(spec.source_port, Some(spec.bind_address()), None) {
         Ok((listener, _)) => {

@@ -1,8 +1,10 @@
 //! The command line: clap definitions only; `settings` turns them into validated `Settings`.
 
+use std::collections::HashMap;
+use std::error::Error as _;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// flytube: a private connector that reaches a relay with one outbound SSH connection
 /// and serves the relay's remote forwards from inside the network.
@@ -109,6 +111,63 @@ pub struct Options {
     #[arg(long, env = "FLYTUBE_LOG_FORMAT", value_name = "FORMAT",
           value_parser = ["text", "json"])]
     pub log_format: Option<String>,
+}
+
+impl Cli {
+    /// Parses the command line. A bad value typed on the command line is a usage error
+    /// (clap prints it and exits 2); a bad value that came from an environment variable is a
+    /// configuration error (exit 78) naming the variable, since nobody typed it.
+    pub fn parse_checked(env: &HashMap<String, String>) -> Result<Cli, String> {
+        let error = match Cli::try_parse() {
+            Ok(cli) => return Ok(cli),
+            Err(error) => error,
+        };
+        if let Some(message) = env_value_error(&error, env) {
+            return Err(message);
+        }
+        error.exit()
+    }
+}
+
+/// When clap refused a value that no command-line argument carries but an environment
+/// variable does, the message that names that variable.
+fn env_value_error(error: &clap::Error, env: &HashMap<String, String>) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let value = match error.get(ContextKind::InvalidValue)? {
+        ContextValue::String(value) => value.clone(),
+        _ => return None,
+    };
+    let command = Cli::command();
+    let run = command.find_subcommand("run")?;
+    let arg = run.get_arguments().find(|arg| {
+        arg.get_env()
+            .and_then(|name| env.get(name.to_str()?))
+            .is_some_and(|set| *set == value)
+    })?;
+    let flag = arg.get_long()?;
+    let short = arg.get_short().map(|c| format!("-{c}"));
+    let typed = std::env::args().skip(1).any(|given| {
+        given == format!("--{flag}")
+            || given.starts_with(&format!("--{flag}="))
+            || short
+                .as_ref()
+                .is_some_and(|s| given.starts_with(s.as_str()))
+    });
+    if typed {
+        return None;
+    }
+    let name = arg.get_env()?.to_string_lossy();
+    let reason = error.source().map(|e| format!(": {e}")).unwrap_or_default();
+    Some(format!(
+        "environment variable {name}={value:?} is not a valid value for --{flag}{reason} \
+         (see `flytube run --help`)"
+    ))
 }
 
 impl Command {

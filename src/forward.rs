@@ -4,11 +4,16 @@ use std::fmt;
 
 /// The address the relay binds when a forward names none: loopback, as `ssh -R` asks for.
 pub const DEFAULT_BIND: &str = "localhost";
+/// How a forward bound to every interface of the relay (`*` or an empty bind address) is
+/// written; the relay is sent an empty address for it, exactly as `ssh -R` does (OpenSSH
+/// `channel_rfwd_bind_host`), and its `GatewayPorts` decides.
+pub const ALL_INTERFACES: &str = "*";
 
 /// A validated `[BIND:]SOURCE_PORT:TARGET_HOST:TARGET_PORT` forward.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardSpec {
-    /// Address the relay listens on; `None` leaves it to the relay (`localhost`, like `ssh -R`).
+    /// Address the relay listens on: `None` for loopback (`localhost`, like `ssh -R`),
+    /// `Some("")` for every interface (written `*`), else the address.
     pub bind: Option<String>,
     /// Port the relay listens on.
     pub source_port: u16,
@@ -22,6 +27,14 @@ impl ForwardSpec {
     /// The bind address sent to the relay.
     pub fn bind_address(&self) -> &str {
         self.bind.as_deref().unwrap_or(DEFAULT_BIND)
+    }
+
+    /// The bind address as people write it: `*` for every interface.
+    pub fn bind_display(&self) -> &str {
+        match self.bind.as_deref() {
+            Some("") => ALL_INTERFACES,
+            other => other.unwrap_or(DEFAULT_BIND),
+        }
     }
 
     /// `host:port` of the target, with IPv6 literals in brackets.
@@ -43,9 +56,7 @@ impl ForwardSpec {
                 ));
             }
         };
-        let bind = bind
-            .filter(|b| !b.is_empty() && b.as_str() != "*")
-            .map(|b| b.to_string());
+        let bind = bind.map(|b| normalize_bind(b));
         let forward = ForwardSpec {
             bind,
             source_port: parse_port(source)
@@ -69,7 +80,7 @@ impl ForwardSpec {
             return Err("target port 0 is not allowed (use 1-65535)".into());
         }
         validate_host("target host", &self.target_host)?;
-        if let Some(bind) = &self.bind {
+        if let Some(bind) = self.bind.as_deref().filter(|b| !b.is_empty()) {
             validate_host("bind address", bind)?;
         }
         Ok(())
@@ -81,9 +92,18 @@ impl fmt::Display for ForwardSpec {
         write!(
             f,
             "{} -> {}",
-            join_host_port(self.bind_address(), self.source_port),
+            join_host_port(self.bind_display(), self.source_port),
             self.target()
         )
+    }
+}
+
+/// A bind address as written (`-R`, YAML): `*` and the empty string both mean every
+/// interface and are sent to the relay as the empty address.
+pub fn normalize_bind(text: &str) -> String {
+    match text {
+        ALL_INTERFACES => String::new(),
+        other => other.to_string(),
     }
 }
 
@@ -179,9 +199,18 @@ mod tests {
     }
 
     #[test]
-    fn star_or_empty_bind_means_relay_default() {
-        assert_eq!(ForwardSpec::parse("*:1:h:2").unwrap().bind, None);
-        assert_eq!(ForwardSpec::parse(":1:h:2").unwrap().bind, None);
+    fn star_or_empty_bind_means_every_interface() {
+        for spec in ["*:1:h:2", ":1:h:2"] {
+            let f = ForwardSpec::parse(spec).unwrap();
+            assert_eq!(f.bind.as_deref(), Some(""), "{spec}");
+            assert_eq!(f.bind_address(), "");
+            assert_eq!(f.to_string(), "*:1 -> h:2");
+        }
+        let f = ForwardSpec::parse("1:h:2").unwrap();
+        assert_eq!(
+            (f.bind_address(), f.bind_display()),
+            ("localhost", "localhost")
+        );
     }
 
     #[test]

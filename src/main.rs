@@ -3,14 +3,16 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use clap::Parser;
 use flytube::cli::{CheckOptions, Cli, Command, Options};
 use flytube::supervisor::Supervisor;
 use flytube::{Error, Settings, check, logging};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
     let env: HashMap<String, String> = std::env::vars().collect();
+    let cli = match Cli::parse_checked(&env) {
+        Ok(cli) => cli,
+        Err(message) => return fail(&Error::Config(message)),
+    };
     match &cli.command {
         Command::Run(options) => run(options, &env),
         Command::Config(options) => match Settings::build(options, &env) {

@@ -68,6 +68,9 @@ pub struct Settings {
     pub ciphers: Vec<String>,
     /// Log level and format.
     pub log: LogSettings,
+    /// What was ignored while building the settings, and why; logged at start and shown
+    /// by `flytube config` and `flytube check`.
+    pub notes: Vec<String>,
 }
 
 /// Whether the settings must say how to trust the relay's host key.
@@ -99,6 +102,7 @@ impl Settings {
         host_key: HostKeyRequirement,
     ) -> Result<Settings> {
         let (file, config_path) = load_file(options.config.as_deref())?;
+        let mut notes = Vec::new();
         Ok(Settings {
             config_path,
             relay: RelaySettings::build(options, file.relay.unwrap_or_default())?,
@@ -108,12 +112,13 @@ impl Settings {
                 file.host_key.unwrap_or_default(),
                 host_key == HostKeyRequirement::Required,
             )?,
-            forwards: forwards::build(&options.forwards, env, file.forwards)?,
+            forwards: forwards::build(&options.forwards, env, file.forwards, &mut notes)?,
             keepalive: KeepaliveSettings::build(options, file.keepalive.unwrap_or_default())?,
             reconnect: ReconnectSettings::build(file.reconnect.unwrap_or_default())?,
             limits: LimitsSettings::build(options, file.limits.unwrap_or_default())?,
             ciphers: build_ciphers(options, file.ciphers)?,
             log: LogSettings::build(options, file.log.unwrap_or_default())?,
+            notes,
         })
     }
 
@@ -142,6 +147,9 @@ impl Settings {
         match &self.auth.passphrase_source {
             Some(source) => out.push_str(&format!("# key passphrase: MASKED (from {source})\n")),
             None => out.push_str("# key passphrase: none\n"),
+        }
+        for note in &self.notes {
+            out.push_str(&format!("# note: {note}\n"));
         }
         out.push_str(&config::render_yaml(&self.to_file_config()));
         out

@@ -94,6 +94,9 @@ impl Supervisor {
             settings.relay.user,
             settings.forwards.len()
         );
+        for note in &settings.notes {
+            log::warn!("{note}");
+        }
         warn_about_certificate(&settings);
         while !self.stop.is_stopped() {
             let delay = match relay::connect(&settings) {

@@ -484,3 +484,37 @@ fn man_page_documents_every_command_flag_and_variable() {
         );
     }
 }
+
+#[test]
+fn bad_environment_values_name_the_variable() {
+    let f = Files::new();
+    let args = with(f.base(), &["-R", "1:h:2"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, _, stderr) = flytube(&args, &[("FLYTUBE_KEEPALIVE_INTERVAL", "abc")]);
+    assert_eq!(status, Some(78), "{stderr}");
+    assert!(
+        stderr.contains("FLYTUBE_KEEPALIVE_INTERVAL=\"abc\"")
+            && stderr.contains("--keepalive-interval"),
+        "{stderr}"
+    );
+    // The same variable is ignored when the flag is given on the command line.
+    let mut typed = args.clone();
+    typed.extend(["--keepalive-interval", "0"]);
+    let (status, _, stderr) = flytube(&typed, &[("FLYTUBE_KEEPALIVE_INTERVAL", "abc")]);
+    assert_eq!(status, Some(78), "{stderr}");
+    assert!(stderr.contains("keepalive interval 0"), "{stderr}");
+}
+
+#[test]
+fn star_bind_is_shown_as_star_and_default_bind_is_left_out() {
+    let f = Files::new();
+    let args = with(
+        f.base(),
+        &["-R", "*:8443:gitlab:443", "-R", "9443:k8s:6443"],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, stdout, stderr) = flytube(&args, &[]);
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(stdout.contains("bind: '*'"), "{stdout}");
+    assert_eq!(stdout.matches("bind:").count(), 1, "{stdout}");
+}

@@ -266,3 +266,24 @@ fn client_that_resets_while_a_slow_target_talks_ends_the_connection() {
     );
     flytube.wait_for("closed: forward", Duration::from_secs(10));
 }
+
+#[test]
+fn star_bind_asks_the_relay_for_every_interface() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let mut args = relay.args();
+    args.extend([
+        "-R".to_string(),
+        format!("*:{source}:127.0.0.1:{}", echo.port),
+    ]);
+    let flytube = Flytube::start(&args);
+    flytube.wait_for(&format!("forward *:{source} -> 127.0.0.1:"), READY);
+    // The relay (GatewayPorts no) still binds loopback; what matters is that the request
+    // carried the empty address and that connections arriving on it are served.
+    let data = random_bytes(64 * 1024, 3);
+    assert!(
+        echo_round_trip(source, &data) == data,
+        "echoed bytes differ"
+    );
+}

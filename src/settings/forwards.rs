@@ -6,22 +6,48 @@ use std::collections::HashMap;
 use super::config_error;
 use crate::config::ForwardConfig;
 use crate::error::Result;
-use crate::forward::{ForwardSpec, parse_port};
+use crate::forward::{ForwardSpec, normalize_bind, parse_port};
 
 /// The onboarding variables of a container, all or none.
 pub const ONBOARDING_VARIABLES: [&str; 3] = ["SOURCE_PORT", "TARGET_HOST", "TARGET_PORT"];
 
-/// Builds and checks the forward list: at least one, no relay port used twice.
+/// Builds and checks the forward list: at least one, no relay port used twice. Anything
+/// ignored on the way is said in `notes`.
 pub(super) fn build(
     cli: &[String],
     env: &HashMap<String, String>,
     file: Option<Vec<ForwardConfig>>,
+    notes: &mut Vec<String>,
 ) -> Result<Vec<ForwardSpec>> {
+    let file_has_forwards = file.as_ref().is_some_and(|f| !f.is_empty());
+    let env_forward = if !cli.is_empty() {
+        if let Some(set) = set_variables(env) {
+            notes.push(format!("{set} ignored: -R/--forward is given"));
+        }
+        None
+    } else {
+        match from_env(env) {
+            Ok(forward) => forward,
+            // Kubernetes injects TARGET_PORT=tcp://10.96.0.5:443 for a Service named
+            // `target`: when the file defines the forwards, such values are not an
+            // onboarding triple and must not stop the daemon.
+            Err(e) if file_has_forwards => {
+                let set = set_variables(env).unwrap_or_default();
+                notes.push(format!(
+                    "{set} ignored in favour of the forwards in the settings file: {e} (in \
+                     Kubernetes, service links inject such variables: set \
+                     enableServiceLinks: false in the pod spec)"
+                ));
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let forwards = if !cli.is_empty() {
         cli.iter()
             .map(|spec| ForwardSpec::parse(spec).map_err(config_error))
             .collect::<Result<Vec<_>>>()?
-    } else if let Some(forward) = from_env(env)? {
+    } else if let Some(forward) = env_forward {
         vec![forward]
     } else {
         file.unwrap_or_default()
@@ -54,12 +80,21 @@ pub(super) fn to_file(forwards: &[ForwardSpec]) -> Vec<ForwardConfig> {
     forwards
         .iter()
         .map(|f| ForwardConfig {
-            bind: f.bind.clone(),
+            bind: f.bind.as_ref().map(|_| f.bind_display().to_string()),
             source_port: f.source_port.into(),
             target_host: f.target_host.clone(),
             target_port: f.target_port.into(),
         })
         .collect()
+}
+
+/// `NAME=value` of each onboarding variable that is set, or `None`.
+fn set_variables(env: &HashMap<String, String>) -> Option<String> {
+    let set: Vec<String> = ONBOARDING_VARIABLES
+        .iter()
+        .filter_map(|name| env.get(*name).map(|value| format!("{name}={value:?}")))
+        .collect();
+    (!set.is_empty()).then(|| set.join(", "))
 }
 
 /// The onboarding variables `SOURCE_PORT`, `TARGET_HOST`, `TARGET_PORT`: all or none.
@@ -106,7 +141,7 @@ fn from_file(index: usize, f: ForwardConfig) -> Result<ForwardSpec> {
         }
     };
     let forward = ForwardSpec {
-        bind: f.bind.filter(|b| !b.is_empty() && b != "*"),
+        bind: f.bind.as_deref().map(normalize_bind),
         source_port: port("source_port", f.source_port)?,
         target_host: f.target_host,
         target_port: port("target_port", f.target_port)?,
@@ -131,5 +166,30 @@ mod tests {
         env.insert("TARGET_PORT".into(), "443".into());
         let f = from_env(&env).unwrap().unwrap();
         assert_eq!(f.to_string(), "localhost:8443 -> gitlab:443");
+    }
+
+    #[test]
+    fn service_link_variables_yield_to_the_file() {
+        let env: HashMap<String, String> = [("TARGET_PORT", "tcp://10.96.0.5:443")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let file = vec![ForwardConfig {
+            bind: None,
+            source_port: 8443,
+            target_host: "gitlab".into(),
+            target_port: 443,
+        }];
+        let mut notes = Vec::new();
+        let forwards = build(&[], &env, Some(file), &mut notes).unwrap();
+        assert_eq!(forwards.len(), 1);
+        assert!(
+            notes[0].contains("TARGET_PORT=\"tcp://10.96.0.5:443\" ignored"),
+            "{notes:?}"
+        );
+        assert!(notes[0].contains("enableServiceLinks"), "{notes:?}");
+        // Without forwards in the file the same variables stay an error.
+        let err = build(&[], &env, None, &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("go together"), "{err}");
     }
 }
