@@ -31,6 +31,16 @@ pub enum Command {
     Config(Options),
     /// Walk the path to the relay and to every target step by step, then exit.
     Check(CheckOptions),
+    /// Print one line on the running daemon's health; exit 0 when it is ready.
+    Health(HealthOptions),
+}
+
+/// Options of `flytube health`.
+#[derive(Debug, Args)]
+pub struct HealthOptions {
+    /// The daemon's status file [default: $RUNTIME_DIRECTORY/status, else /run/flytube/status].
+    #[arg(long, env = "FLYTUBE_STATUS_FILE", value_name = "FILE")]
+    pub status_file: Option<PathBuf>,
 }
 
 /// Options of `flytube check`.
@@ -107,6 +117,14 @@ pub struct Options {
     #[arg(short = 'q', long = "quiet", action = clap::ArgAction::Count)]
     pub quiet: u8,
 
+    /// Serve /metrics, /healthz and /readyz on ADDRESS:PORT (loopback unless the file allows remote).
+    #[arg(long, env = "FLYTUBE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+
+    /// Keep a JSON status file here for `flytube health` [default: $RUNTIME_DIRECTORY/status].
+    #[arg(long, env = "FLYTUBE_STATUS_FILE", value_name = "FILE")]
+    pub status_file: Option<PathBuf>,
+
     /// Log format: text or json.
     #[arg(long, env = "FLYTUBE_LOG_FORMAT", value_name = "FORMAT",
           value_parser = ["text", "json"])]
@@ -172,10 +190,11 @@ fn env_value_error(error: &clap::Error, env: &HashMap<String, String>) -> Option
 
 impl Command {
     /// The options, whatever the subcommand.
-    pub fn options(&self) -> &Options {
+    pub fn options(&self) -> Option<&Options> {
         match self {
-            Command::Run(o) | Command::Config(o) => o,
-            Command::Check(c) => &c.options,
+            Command::Run(o) | Command::Config(o) => Some(o),
+            Command::Check(c) => Some(&c.options),
+            Command::Health(_) => None,
         }
     }
 }

@@ -38,6 +38,12 @@ pub struct FileConfig {
     /// Log level and format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogConfig>,
+    /// The operator endpoint (Prometheus metrics, /healthz, /readyz).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
+    /// Where the daemon keeps its JSON status for `flytube health`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_file: Option<PathBuf>,
 }
 
 /// `relay:`
@@ -135,6 +141,18 @@ pub struct LogConfig {
     pub level: Option<String>,
     /// text or json.
     pub format: Option<String>,
+}
+
+/// `metrics:`
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `ADDRESS:PORT` to serve on; unset: no endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Allow a non-loopback listen address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_remote: Option<bool>,
 }
 
 /// Parses the YAML text of a settings file. `origin` names the file in errors, which

@@ -22,10 +22,13 @@ pub mod forward;
 pub mod hostkey;
 pub mod libssh2;
 pub mod logging;
+pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod pump;
 pub mod relay;
 pub mod settings;
+pub mod state;
 pub mod supervisor;
 #[allow(unsafe_code)]
 pub mod wake;

@@ -1,9 +1,11 @@
 //! The flytube command: parse the command line, validate settings, start logging, run.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use flytube::cli::{CheckOptions, Cli, Command, Options};
+use flytube::cli::{CheckOptions, Cli, Command, HealthOptions, Options};
+use flytube::notify::{self, DEFAULT_STATUS_FILE};
 use flytube::supervisor::Supervisor;
 use flytube::{Error, Settings, check, logging};
 
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         },
         Command::Check(options) => check(options, &env),
+        Command::Health(options) => health(options),
     }
 }
 
@@ -57,6 +60,21 @@ fn check(options: &CheckOptions, env: &HashMap<String, String>) -> ExitCode {
         Err(e) => check::report_invalid_settings(&e, options.json),
     };
     exit_code(code)
+}
+
+fn health(options: &HealthOptions) -> ExitCode {
+    let path = options
+        .status_file
+        .clone()
+        .or_else(notify::default_status_file)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATUS_FILE));
+    let (healthy, line) = notify::health(&path);
+    println!("{line}");
+    if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn fail(error: &Error) -> ExitCode {

@@ -6,6 +6,7 @@
 //! channel stalls every other one, and threads that poll the socket themselves lose
 //! wake-ups because any libssh2 call drains packets for all channels (libssh2 notes §2).
 
+use std::collections::HashSet;
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -16,7 +17,9 @@ use crate::backoff::Backoff;
 use crate::conn::{Conn, is_session_fatal};
 use crate::forward::ForwardSpec;
 use crate::libssh2;
+use crate::notify::Notifier;
 use crate::settings::Settings;
+use crate::state::{ConnResult, ForwardState, State};
 use crate::wake::{self, Interest, WakeReceiver, Waker};
 use crate::watchdog::Liveness;
 use crate::worker::{self, Link, TargetPlan, ThreadCount};
@@ -47,6 +50,7 @@ pub enum PumpEnd {
 /// One configured forward on this session.
 struct Slot {
     spec: ForwardSpec,
+    state: Arc<ForwardState>,
     listener: Option<ssh2::Listener>,
     retry_at: Option<Instant>,
     backoff: Backoff,
@@ -72,9 +76,13 @@ pub struct Pump<'a> {
     wake_rx: &'a mut WakeReceiver,
     stop: Arc<AtomicBool>,
     liveness: Arc<Liveness>,
+    state: Arc<State>,
+    notifier: Arc<Notifier>,
     threads: ThreadCount,
     next_id: &'a mut u64,
     scratch: Vec<u8>,
+    /// Connections counted as active in the metrics, so each is counted out once.
+    counted: HashSet<u64>,
     probe: Probe,
     probe_in_flight: bool,
     last_probe: Instant,
@@ -98,6 +106,10 @@ pub struct PumpParts<'a> {
     pub stop: Arc<AtomicBool>,
     /// Shared with the watchdog.
     pub liveness: Arc<Liveness>,
+    /// What operators see (metrics, readiness, status file).
+    pub state: Arc<State>,
+    /// systemd notification (watchdog pings from this loop).
+    pub notifier: Arc<Notifier>,
     /// Live copy threads.
     pub threads: ThreadCount,
     /// Connection numbering, kept across sessions.
@@ -108,11 +120,14 @@ impl<'a> Pump<'a> {
     /// Prepares the pump for a fresh session.
     pub fn new(parts: PumpParts<'a>) -> Pump<'a> {
         let settings = parts.settings;
+        let states = parts.state.forwards();
         let slots = settings
             .forwards
             .iter()
-            .map(|spec| Slot {
+            .zip(states)
+            .map(|(spec, state)| Slot {
                 spec: spec.clone(),
+                state,
                 listener: None,
                 retry_at: Some(Instant::now()),
                 backoff: Backoff::new(settings.reconnect.initial, settings.reconnect.max),
@@ -128,9 +143,12 @@ impl<'a> Pump<'a> {
             wake_rx: parts.wake_rx,
             stop: parts.stop,
             liveness: parts.liveness,
+            state: parts.state,
+            notifier: parts.notifier,
             threads: parts.threads,
             next_id: parts.next_id,
             scratch: vec![0u8; SCRATCH],
+            counted: HashSet::new(),
             probe: Probe::Idle,
             probe_in_flight: false,
             last_probe: Instant::now(),
@@ -184,7 +202,9 @@ impl<'a> Pump<'a> {
             }
             if pass.inbound {
                 self.liveness.touch();
+                self.state.touch_relay_input();
             }
+            self.notifier.watchdog();
             if let Some(started) = self.drain_started {
                 if self.conns.is_empty() {
                     self.finish();
@@ -225,6 +245,7 @@ impl<'a> Pump<'a> {
                     woken = ready.woken;
                     if ready.socket_readable {
                         self.liveness.touch();
+                        self.state.touch_relay_input();
                         self.ack_now();
                     }
                 }
@@ -313,6 +334,12 @@ impl<'a> Pump<'a> {
         let live = self.conns.iter().filter(|c| !c.is_closing()).count();
         if live >= limit || self.drain_started.is_some() {
             self.refused += 1;
+            let result = if self.drain_started.is_some() {
+                ConnResult::Refused
+            } else {
+                ConnResult::Limit
+            };
+            self.slots[forward].state.count(result);
             let why = if self.drain_started.is_some() {
                 "refused: flytube is stopping".to_string()
             } else {
@@ -333,8 +360,13 @@ impl<'a> Pump<'a> {
         };
         log::debug!("conn {id}: new on {spec}");
         match worker::spawn(id, plan, self.waker.clone(), self.threads.clone()) {
-            Ok(link) => self.conns.push(Conn::new(id, forward, channel, link)),
+            Ok(link) => {
+                self.slots[forward].state.opened();
+                self.counted.insert(id);
+                self.conns.push(Conn::new(id, forward, channel, link));
+            }
             Err(e) => {
+                self.slots[forward].state.count(ConnResult::Refused);
                 let mut conn = Conn::new(id, forward, channel, Link::closed());
                 conn.abort(format!("refused: cannot start a thread: {e}"));
                 self.conns.push(conn);
@@ -342,8 +374,13 @@ impl<'a> Pump<'a> {
         }
     }
 
-    fn log_closed(&self, conn: &Conn) {
-        let spec = &self.slots[conn.forward].spec;
+    fn log_closed(&mut self, conn: &Conn) {
+        let slot = &self.slots[conn.forward];
+        if self.counted.remove(&conn.id) {
+            slot.state.add_bytes(conn.bytes_down, conn.bytes_up);
+            slot.state.closed(result_of(conn.reason()));
+        }
+        let spec = &slot.spec;
         let target = conn
             .target_addr()
             .map_or_else(|| spec.target(), |a| a.to_string());
@@ -409,6 +446,8 @@ impl<'a> Pump<'a> {
             ) {
                 Ok((listener, _bound)) => {
                     log::info!("forward {} serving", slot.spec);
+                    slot.state.set_bound();
+                    self.state.changed();
                     slot.listener = Some(listener);
                     slot.retry_at = None;
                     slot.backoff.reset();
@@ -416,6 +455,11 @@ impl<'a> Pump<'a> {
                 Err(e) if e.code() == ssh2::ErrorCode::Session(-32) => {
                     let delay = slot.backoff.next_delay();
                     slot.retry_at = Some(Instant::now() + delay);
+                    slot.state.set_unbound(format!(
+                        "refused by the relay (port in use or not permitted); retrying in {:.0}s",
+                        delay.as_secs_f64()
+                    ));
+                    self.state.changed();
                     log::warn!(
                         "relay refused forward {}: the port is in use or not permitted for this \
                          user; retrying in {:.1}s (if an earlier flytube session still holds \
@@ -595,6 +639,17 @@ impl<'a> Pump<'a> {
             limit = limit.min(RETRY_SOON);
         }
         limit
+    }
+}
+
+/// The metrics label of how a connection ended, from its close reason.
+fn result_of(reason: &str) -> ConnResult {
+    if reason == "completed" {
+        ConnResult::Completed
+    } else if reason.starts_with("target unreachable") {
+        ConnResult::TargetFailed
+    } else {
+        ConnResult::Aborted
     }
 }
 

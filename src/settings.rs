@@ -68,6 +68,10 @@ pub struct Settings {
     pub ciphers: Vec<String>,
     /// Log level and format.
     pub log: LogSettings,
+    /// The operator endpoint.
+    pub metrics: MetricsSettings,
+    /// The JSON status file for `flytube health`, if any.
+    pub status_file: Option<PathBuf>,
     /// What was ignored while building the settings, and why; logged at start and shown
     /// by `flytube config` and `flytube check`.
     pub notes: Vec<String>,
@@ -118,6 +122,12 @@ impl Settings {
             limits: LimitsSettings::build(options, file.limits.unwrap_or_default())?,
             ciphers: build_ciphers(options, file.ciphers)?,
             log: LogSettings::build(options, file.log.unwrap_or_default())?,
+            metrics: MetricsSettings::build(options, file.metrics.unwrap_or_default())?,
+            status_file: options
+                .status_file
+                .clone()
+                .or(file.status_file)
+                .or_else(crate::notify::default_status_file),
             notes,
         })
     }
@@ -134,6 +144,8 @@ impl Settings {
             limits: Some(self.limits.to_file()),
             ciphers: Some(self.ciphers.clone()),
             log: Some(self.log.to_file()),
+            metrics: Some(self.metrics.to_file()),
+            status_file: self.status_file.clone(),
         }
     }
 

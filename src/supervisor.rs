@@ -9,9 +9,12 @@ use crate::backoff::Backoff;
 use crate::cert::{Certificate, Validity, format_utc};
 use crate::check::EXPIRY_WARNING;
 use crate::error::{Error, Result};
+use crate::metrics;
+use crate::notify::{self, Notifier};
 use crate::pump::{Pump, PumpEnd, PumpParts};
 use crate::relay::{self, Connected, Negotiated};
 use crate::settings::Settings;
+use crate::state::{ForwardState, State};
 use crate::wake::{self, Interest, WakeReceiver, Waker};
 use crate::watchdog::{self, Liveness};
 use crate::worker::ThreadCount;
@@ -24,12 +27,16 @@ pub const STABLE_AFTER: Duration = Duration::from_secs(60);
 pub struct StopHandle {
     flag: Arc<AtomicBool>,
     waker: Waker,
+    state: Arc<State>,
+    notifier: Arc<Notifier>,
 }
 
 impl StopHandle {
     /// Asks flytube to stop (signal handlers call this).
     pub fn stop(&self) {
         self.flag.store(true, Ordering::SeqCst);
+        self.notifier.stopping();
+        self.state.set_stopping();
         self.waker.wake();
     }
 
@@ -42,6 +49,8 @@ impl StopHandle {
 /// Runs the tunnel until stopped.
 pub struct Supervisor {
     settings: Settings,
+    state: Arc<State>,
+    notifier: Arc<Notifier>,
     stop: StopHandle,
     waker: Waker,
     wake_rx: WakeReceiver,
@@ -55,18 +64,45 @@ impl Supervisor {
     pub fn new(settings: Settings) -> Result<Supervisor> {
         let (waker, wake_rx) = wake::wake_pair()
             .map_err(|e| Error::Local(format!("cannot create wake socket: {e}")))?;
+        let state = State::new(forward_states(&settings));
+        let notifier = Notifier::from_env();
         let stop = StopHandle {
             flag: Arc::new(AtomicBool::new(false)),
             waker: waker.clone(),
+            state: state.clone(),
+            notifier: notifier.clone(),
         };
         Ok(Supervisor {
             settings,
+            state,
+            notifier,
             stop,
             waker,
             wake_rx,
             threads: ThreadCount::default(),
             next_id: 0,
         })
+    }
+
+    /// The shared runtime state (metrics, readiness, status).
+    pub fn state(&self) -> Arc<State> {
+        self.state.clone()
+    }
+
+    /// Starts what lets operators see the daemon: the status file and systemd reporter,
+    /// and the metrics endpoint when one is configured.
+    fn start_reporting(&self) -> Result<()> {
+        let refresh = self.settings.keepalive.interval;
+        notify::spawn_reporter(
+            self.state.clone(),
+            self.notifier.clone(),
+            self.settings.status_file.clone(),
+            refresh,
+        )?;
+        if let Some(addr) = self.settings.metrics.listen {
+            metrics::serve(addr, self.state.clone(), self.stop.flag.clone())?;
+        }
+        Ok(())
     }
 
     /// The handle signal handlers use.
@@ -97,10 +133,17 @@ impl Supervisor {
         for note in &settings.notes {
             log::warn!("{note}");
         }
+        if let Err(e) = self.start_reporting() {
+            log::error!("{e}");
+            return Err(e);
+        }
         warn_about_certificate(&settings);
         while !self.stop.is_stopped() {
             let delay = match relay::connect(&settings) {
                 Ok((connected, negotiated)) => {
+                    if ever_up {
+                        self.state.count_reconnect();
+                    }
                     ever_up = true;
                     let started = Instant::now();
                     match self.serve(connected, &negotiated) {
@@ -115,11 +158,24 @@ impl Supervisor {
                                 started.elapsed().as_secs(),
                                 delay.as_secs_f64()
                             );
+                            self.state.set_session(
+                                false,
+                                format!("reconnecting in {:.0}s: {reason}", delay.as_secs_f64()),
+                            );
                             delay
                         }
                     }
                 }
-                Err(e) => retry_delay(e, ever_up, &settings, &mut backoff)?,
+                Err(e) => {
+                    let delay = retry_delay(&e, ever_up, &settings, &mut backoff);
+                    let Some(delay) = delay else {
+                        self.state.set_phase(format!("stopped: {e}"));
+                        return Err(e);
+                    };
+                    self.state
+                        .set_phase(format!("retrying in {:.0}s: {e}", delay.as_secs_f64()));
+                    delay
+                }
             };
             self.sleep(delay);
         }
@@ -130,6 +186,10 @@ impl Supervisor {
     /// Runs the pump on one session, with a watchdog beside it, until the session ends.
     fn serve(&mut self, connected: Connected, negotiated: &Negotiated) -> PumpEnd {
         let settings = &self.settings;
+        self.state.set_session(
+            true,
+            format!("connected to relay {}", settings.relay.address()),
+        );
         log::info!(
             "connected to relay {} ({}): {}, kex {}, cipher {}, host key {} {}",
             settings.relay.address(),
@@ -158,6 +218,8 @@ impl Supervisor {
             wake_rx: &mut self.wake_rx,
             stop: self.stop.flag.clone(),
             liveness,
+            state: self.state.clone(),
+            notifier: self.notifier.clone(),
             threads: self.threads.clone(),
             next_id: &mut self.next_id,
         });
@@ -168,9 +230,13 @@ impl Supervisor {
     fn sleep(&mut self, delay: Duration) {
         let until = Instant::now() + delay;
         while !self.stop.is_stopped() {
-            let left = until.saturating_duration_since(Instant::now());
+            self.notifier.watchdog();
+            let mut left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
+            }
+            if !self.notifier.watchdog_every().is_zero() {
+                left = left.min(self.notifier.watchdog_every());
             }
             let none = Interest {
                 read: false,
@@ -184,35 +250,47 @@ impl Supervisor {
     }
 }
 
-/// How long to wait after a failed connect, or the error that ends the process (the
-/// policy on `Supervisor::run`).
+/// How long to wait after a failed connect, or `None` when the error ends the process
+/// (the policy on `Supervisor::run`).
 fn retry_delay(
-    error: Error,
+    error: &Error,
     ever_up: bool,
     settings: &Settings,
     backoff: &mut Backoff,
-) -> Result<Duration> {
+) -> Option<Duration> {
     match error {
         e if e.is_permanent() => {
             log::error!("{e}");
-            Err(e)
+            None
         }
         e @ Error::Auth { .. } if !ever_up => {
             log::error!("{e}");
-            Err(e)
+            None
         }
         e @ Error::Auth { .. } => {
             warn_about_certificate(settings);
             let delay = settings.reconnect.max;
             log::error!("{e}; retrying in {}s", delay.as_secs());
-            Ok(delay)
+            Some(delay)
         }
         e => {
             let delay = backoff.next_delay();
             log::warn!("{e}; retrying in {:.1}s", delay.as_secs_f64());
-            Ok(delay)
+            Some(delay)
         }
     }
+}
+
+/// The runtime state of each configured forward.
+fn forward_states(settings: &Settings) -> Vec<Arc<ForwardState>> {
+    settings
+        .forwards
+        .iter()
+        .map(|spec| {
+            let label = crate::forward::join_host_port(spec.bind_display(), spec.source_port);
+            Arc::new(ForwardState::new(spec.to_string(), label))
+        })
+        .collect()
 }
 
 /// Logs a certificate that is expired, not yet valid, or close to its end: the most common

@@ -391,13 +391,23 @@ fn example_config_parses_and_is_complete() {
         "log",
         "level",
         "format",
+        "metrics",
+        "listen",
+        "allow_remote",
+        "status_file",
     ] {
         assert!(text.contains(&format!("{key}:")), "example lacks {key}");
     }
     // And nothing else: a misspelt key in the example would be rejected by flytube.
     assert!(
-        flytube::config::parse_yaml(&text.replace("# passphrase_file", "passphrase_file"), "x")
-            .is_ok()
+        flytube::config::parse_yaml(
+            &text
+                .replace("# passphrase_file", "passphrase_file")
+                .replace("# listen", "listen")
+                .replace("# status_file", "status_file"),
+            "x"
+        )
+        .is_ok()
     );
 }
 

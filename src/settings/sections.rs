@@ -10,8 +10,8 @@ use super::{
 };
 use crate::cli::Options;
 use crate::config::{
-    AuthConfig, HostKeyConfig, KeepaliveConfig, LimitsConfig, LogConfig, ReconnectConfig,
-    RelayConfig,
+    AuthConfig, HostKeyConfig, KeepaliveConfig, LimitsConfig, LogConfig, MetricsConfig,
+    ReconnectConfig, RelayConfig,
 };
 use crate::error::Result;
 use crate::forward::{join_host_port, parse_port};
@@ -417,6 +417,51 @@ impl LogSettings {
         LogConfig {
             level: Some(self.level.to_string().to_lowercase()),
             format: Some(self.format.name().into()),
+        }
+    }
+}
+
+/// `metrics:` the operator endpoint; off unless an address is given, loopback only unless
+/// `allow_remote` says otherwise (flytube listens on nothing unless told).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsSettings {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub listen: Option<std::net::SocketAddr>,
+    /// A non-loopback `listen` was explicitly allowed.
+    pub allow_remote: bool,
+}
+
+impl MetricsSettings {
+    pub(super) fn build(options: &Options, file: MetricsConfig) -> Result<MetricsSettings> {
+        let allow_remote = file.allow_remote.unwrap_or(false);
+        let Some(text) = options.metrics_listen.clone().or(file.listen) else {
+            return Ok(MetricsSettings {
+                listen: None,
+                allow_remote,
+            });
+        };
+        let listen: std::net::SocketAddr = text.parse().map_err(|_| {
+            config_error(format!(
+                "metrics listen address {text:?} is not ADDRESS:PORT (e.g. 127.0.0.1:9466 or \
+                 [::1]:9466)"
+            ))
+        })?;
+        if !listen.ip().is_loopback() && !allow_remote {
+            return Err(config_error(format!(
+                "metrics listen address {listen} is not loopback: the endpoint has no \
+                 authentication, so set metrics.allow_remote: true to serve it beyond this host"
+            )));
+        }
+        Ok(MetricsSettings {
+            listen: Some(listen),
+            allow_remote,
+        })
+    }
+
+    pub(super) fn to_file(self) -> MetricsConfig {
+        MetricsConfig {
+            listen: self.listen.map(|a| a.to_string()),
+            allow_remote: Some(self.allow_remote),
         }
     }
 }

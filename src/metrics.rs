@@ -1,0 +1,222 @@
+//! The operator endpoint, off unless `--metrics-listen` is given: `/metrics` (Prometheus,
+//! through prometheus-client's encoder), `/healthz` (the process answers) and `/readyz`
+//! (200 only while the session is up and every forward is bound). A small synchronous
+//! server on its own named thread; it reads the shared `State` and nothing else.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::error::{Error, Result};
+use crate::state::{ConnResult, State};
+
+/// How often the server thread looks at the stop flag while idle.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Reads the state at each scrape: counters live in atomics the pump updates, so a scrape
+/// costs the hot path nothing.
+#[derive(Debug)]
+struct StateCollector(Arc<State>);
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let state = &self.0;
+        let forwards = state.forwards();
+        let gauge = |encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64| {
+            let metric = ConstGauge::new(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+        };
+        gauge(
+            &mut encoder,
+            "flytube_session_up",
+            "1 while an authenticated session with the relay is up",
+            i64::from(state.session_up()),
+        )?;
+        let counter = ConstCounter::new(state.reconnects());
+        counter.encode(encoder.encode_descriptor(
+            "flytube_reconnects",
+            "Sessions lost and re-established",
+            None,
+            counter.metric_type(),
+        )?)?;
+        gauge(
+            &mut encoder,
+            "flytube_last_relay_input_seconds",
+            "Unix time of the last input from the relay",
+            state.last_relay_input().as_secs() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "flytube_certificate_expiry_timestamp_seconds",
+            "Unix time the client certificate expires (0: no certificate)",
+            state.certificate_expiry(),
+        )?;
+        let mut bound = encoder.encode_descriptor(
+            "flytube_forward_bound",
+            "1 while the relay serves the forward",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        for f in &forwards {
+            let labels = [("forward", f.label.clone())];
+            ConstGauge::new(i64::from(f.is_bound())).encode(bound.encode_family(&labels)?)?;
+        }
+        let mut active = encoder.encode_descriptor(
+            "flytube_connections_active",
+            "Forwarded connections open now",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        for f in &forwards {
+            let labels = [("forward", f.label.clone())];
+            ConstGauge::new(f.active()).encode(active.encode_family(&labels)?)?;
+        }
+        let mut total = encoder.encode_descriptor(
+            "flytube_connections",
+            "Forwarded connections ended, by result",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for f in &forwards {
+            for result in ConnResult::ALL {
+                let labels = [
+                    ("forward", f.label.clone()),
+                    ("result", result.label().to_string()),
+                ];
+                ConstCounter::new(f.total(result)).encode(total.encode_family(&labels)?)?;
+            }
+        }
+        let mut bytes = encoder.encode_descriptor(
+            "flytube_bytes",
+            "Bytes carried, by direction",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for f in &forwards {
+            let (to_target, from_target) = f.bytes();
+            for (direction, value) in [("to_target", to_target), ("from_target", from_target)] {
+                let labels = [
+                    ("forward", f.label.clone()),
+                    ("direction", direction.to_string()),
+                ];
+                ConstCounter::new(value).encode(bytes.encode_family(&labels)?)?;
+            }
+        }
+        let mut info = encoder.encode_descriptor(
+            "flytube_build_info",
+            "The running build",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        let labels = [("version", env!("CARGO_PKG_VERSION").to_string())];
+        ConstGauge::new(1i64).encode(info.encode_family(&labels)?)
+    }
+}
+
+/// The Prometheus text of the state.
+pub fn render(state: &Arc<State>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(StateCollector(state.clone())));
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        log::warn!("cannot encode metrics: {e}");
+    }
+    out
+}
+
+/// Starts the endpoint on `addr` in its own thread; it ends when `stop` is set.
+pub fn serve(addr: SocketAddr, state: Arc<State>, stop: Arc<AtomicBool>) -> Result<SocketAddr> {
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| Error::Config(format!("metrics.listen {addr}: cannot listen: {e}")))?;
+    let bound = server.server_addr().to_ip().unwrap_or(addr);
+    thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match server.recv_timeout(POLL) {
+                    Ok(Some(request)) => answer(request, &state),
+                    Ok(None) => {}
+                    Err(e) => {
+                        log::warn!("metrics endpoint {bound}: {e}");
+                        thread::sleep(POLL);
+                    }
+                }
+            }
+        })
+        .map_err(|e| Error::Local(format!("cannot start the metrics thread: {e}")))?;
+    log::info!("metrics, /healthz and /readyz on http://{bound}");
+    Ok(bound)
+}
+
+fn answer(request: tiny_http::Request, state: &Arc<State>) {
+    let path = request.url().split('?').next().unwrap_or("");
+    let (status, content_type, body) = match (request.method(), path) {
+        (tiny_http::Method::Get, "/metrics") => (
+            200,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            render(state),
+        ),
+        (tiny_http::Method::Get, "/healthz") => (200, "text/plain; charset=utf-8", "ok\n".into()),
+        (tiny_http::Method::Get, "/readyz") => match state.readiness() {
+            Ok(()) => (200, "text/plain; charset=utf-8", "ready\n".into()),
+            Err(missing) => (
+                503,
+                "text/plain; charset=utf-8",
+                format!("not ready\n{}\n", missing.join("\n")),
+            ),
+        },
+        (tiny_http::Method::Get, _) => (
+            404,
+            "text/plain; charset=utf-8",
+            "not found: use /metrics, /healthz or /readyz\n".into(),
+        ),
+        _ => (405, "text/plain; charset=utf-8", "use GET\n".into()),
+    };
+    let mut response = tiny_http::Response::from_string(body).with_status_code(status);
+    // Only fails on non-ASCII text; these are constants.
+    if let Ok(header) = tiny_http::Header::from_bytes("Content-Type", content_type) {
+        response.add_header(header);
+    }
+    if let Err(e) = request.respond(response) {
+        log::debug!("metrics: cannot answer: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ForwardState;
+
+    #[test]
+    fn renders_every_documented_metric() {
+        let forward = Arc::new(ForwardState::new("a".into(), "localhost:8443".into()));
+        let state = State::new(vec![forward.clone()]);
+        state.set_session(true, "connected");
+        forward.set_bound();
+        forward.opened();
+        forward.add_bytes(100, 7);
+        let text = render(&state);
+        for needle in [
+            "flytube_session_up 1",
+            "flytube_forward_bound{forward=\"localhost:8443\"} 1",
+            "flytube_connections_active{forward=\"localhost:8443\"} 1",
+            "flytube_connections_total{forward=\"localhost:8443\",result=\"completed\"} 0",
+            "flytube_bytes_total{forward=\"localhost:8443\",direction=\"to_target\"} 100",
+            "flytube_bytes_total{forward=\"localhost:8443\",direction=\"from_target\"} 7",
+            "flytube_reconnects_total 0",
+            "flytube_last_relay_input_seconds",
+            "flytube_certificate_expiry_timestamp_seconds 0",
+            "flytube_build_info{version=",
+        ] {
+            assert!(text.contains(needle), "{needle} missing in:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! What operators see: readiness, metrics, the status file with `flytube health`, and
+//! systemd notifications, against a real sshd that goes down and comes back.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const READY: Duration = Duration::from_secs(20);
+
+/// GET through curl: (HTTP status, body).
+fn get(port: u16, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("run curl (apt-get install curl)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// Polls until `path` answers `status`, or panics after `timeout`.
+fn wait_status(port: u16, path: &str, status: u16, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (code, body) = get(port, path);
+        if code == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} stayed {code} (wanted {status}): {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn health(status_file: &str) -> (Option<i32>, String) {
+    let out = Command::new(flytube_bin())
+        .args(["health", "--status-file", status_file])
+        .env_remove("FLYTUBE_STATUS_FILE")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+fn metric(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn readiness_metrics_and_health_follow_the_relay() {
+    let mut relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let metrics_port = free_port();
+    let status = relay.dir.join("status").display().to_string();
+    let mut args = relay.args();
+    args.extend(forward(source, echo.port));
+    args.extend([
+        "--metrics-listen".to_string(),
+        format!("127.0.0.1:{metrics_port}"),
+        "--status-file".to_string(),
+        status.clone(),
+        "--keepalive-interval".to_string(),
+        "1".to_string(),
+        "--keepalive-count".to_string(),
+        "3".to_string(),
+    ]);
+    let flytube = Flytube::start(&args);
+    flytube.wait_for("serving", READY);
+    assert_eq!(get(metrics_port, "/healthz").0, 200);
+    wait_status(metrics_port, "/readyz", 200, READY);
+    let data = random_bytes(1 << 20, 11);
+    assert!(
+        echo_round_trip(source, &data) == data,
+        "echoed bytes differ"
+    );
+    flytube.wait_for("closed: forward", Duration::from_secs(5));
+    let text = get(metrics_port, "/metrics").1;
+    let label = format!("forward=\"127.0.0.1:{source}\"");
+    assert_eq!(metric(&text, "flytube_session_up"), Some(1), "{text}");
+    assert_eq!(
+        metric(
+            &text,
+            &format!("flytube_bytes_total{{{label},direction=\"to_target\"}}")
+        ),
+        Some(1 << 20),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("flytube_bytes_total{{{label},direction=\"from_target\"}}")
+        ),
+        Some(1 << 20),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("flytube_connections_total{{{label},result=\"completed\"}}")
+        ),
+        Some(1),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, &format!("flytube_connections_active{{{label}}}")),
+        Some(0)
+    );
+    let (code, line) = health(&status);
+    assert_eq!(code, Some(0), "{line}");
+    assert!(line.contains("1/1 forwards serving"), "{line}");
+
+    // The relay goes away: not ready, and the body says why.
+    relay.kill_all();
+    let body = wait_status(metrics_port, "/readyz", 503, Duration::from_secs(15));
+    assert!(body.contains("no session with the relay"), "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while health(&status).0 == Some(0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, line) = health(&status);
+    assert_eq!(code, Some(1), "{line}");
+    assert_eq!(
+        get(metrics_port, "/healthz").0,
+        200,
+        "the process still answers"
+    );
+
+    // It comes back by itself.
+    relay.restart();
+    wait_status(metrics_port, "/readyz", 200, Duration::from_secs(30));
+    let text = get(metrics_port, "/metrics").1;
+    assert!(
+        metric(&text, "flytube_reconnects_total").unwrap_or(0) >= 1,
+        "{text}"
+    );
+
+    // A dead daemon is unhealthy even though its last status said ready.
+    drop(flytube);
+    let (code, line) = health(&status);
+    assert_eq!(code, Some(1), "{line}");
+    assert!(line.contains("not running"), "{line}");
+}
+
+#[test]
+fn metrics_refuse_a_remote_address_unless_allowed() {
+    let relay = Relay::start();
+    let mut args = relay.args();
+    args[0] = "config".into();
+    args.extend(forward(1000, 1000));
+    args.extend(["--metrics-listen".to_string(), "0.0.0.0:9466".to_string()]);
+    let out = Command::new(flytube_bin()).args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("metrics.allow_remote"), "{stderr}");
+}
+
+#[test]
+fn systemd_hears_ready_watchdog_and_stopping() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let socket_path = relay.dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut args = relay.args();
+    args.extend(forward(source, echo.port));
+    let notify = socket_path.display().to_string();
+    let mut flytube = Flytube::start_env(
+        &args,
+        &[
+            ("NOTIFY_SOCKET", notify.as_str()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    let mut seen = Vec::new();
+    let mut serving_seen_first = false;
+    let deadline = Instant::now() + READY;
+    while Instant::now() < deadline
+        && !(seen.iter().any(|m: &String| m.contains("READY=1"))
+            && seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3)
+    {
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = socket.recv(&mut buf) {
+            let message = String::from_utf8_lossy(&buf[..n]).to_string();
+            if message.contains("READY=1") {
+                serving_seen_first = flytube.count("serving") == 1;
+            }
+            seen.push(message);
+        }
+    }
+    let ready = seen.iter().find(|m| m.contains("READY=1"));
+    assert!(ready.is_some(), "no READY=1 in {seen:?}");
+    assert!(serving_seen_first, "READY=1 before the forward served");
+    assert!(
+        ready.unwrap().contains("STATUS=connected to relay") && ready.unwrap().contains("1/1"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3,
+        "{seen:?}"
+    );
+    flytube.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stopping = false;
+    while !stopping && Instant::now() < deadline {
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = socket.recv(&mut buf) {
+            stopping = String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1");
+        }
+    }
+    assert!(stopping, "no STOPPING=1");
+    assert_eq!(flytube.wait_exit(Duration::from_secs(15)).code(), Some(0));
+}
