@@ -34,14 +34,26 @@ impl FromStr for LogFormat {
     }
 }
 
-/// Sets up the global logger once. `RUST_LOG`, when set, overrides the level.
+/// Sets up the global logger once. `RUST_LOG`, when set, overrides the level. Under
+/// systemd (`JOURNAL_STREAM` names our standard error) text lines carry sd-daemon(3)
+/// priority prefixes and no timestamp, so `journalctl -p warning` filters them.
 pub fn init(level: log::LevelFilter, format: LogFormat) {
     let mut builder = env_logger::Builder::new();
     builder.filter_level(level);
     if let Ok(spec) = std::env::var("RUST_LOG") {
         builder.parse_filters(&spec);
     }
+    let journal = stderr_is_journal();
     match format {
+        LogFormat::Text if journal => builder.format(|buf, record| {
+            writeln!(
+                buf,
+                "<{}>{:<5} {}",
+                priority(record.level()),
+                record.level(),
+                record.args()
+            )
+        }),
         LogFormat::Text => builder.format(|buf, record| {
             writeln!(
                 buf,
@@ -52,9 +64,10 @@ pub fn init(level: log::LevelFilter, format: LogFormat) {
             )
         }),
         LogFormat::Json => builder.format(|buf, record| {
+            let fields = json_fields(record.key_values());
             writeln!(
                 buf,
-                "{{\"ts\":\"{}\",\"level\":\"{}\",\"thread\":{},\"msg\":{}}}",
+                "{{\"ts\":\"{}\",\"level\":\"{}\",\"thread\":{},\"msg\":{}{fields}}}",
                 buf.timestamp_millis(),
                 record.level().as_str().to_lowercase(),
                 json_string(std::thread::current().name().unwrap_or("?")),
@@ -64,6 +77,63 @@ pub fn init(level: log::LevelFilter, format: LogFormat) {
     };
     // A second init (tests) keeps the first logger.
     let _ = builder.try_init();
+}
+
+/// The syslog priority of a level, as sd-daemon(3) prefixes want it.
+fn priority(level: log::Level) -> u8 {
+    match level {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
+    }
+}
+
+/// True when systemd connected our standard error to the journal: `JOURNAL_STREAM` holds
+/// `DEVICE:INODE` of that stream (checked, since a child of a service inherits the variable
+/// with some other standard error).
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    stream == format!("{}:{}", meta.dev(), meta.ino())
+}
+
+/// The structured fields of a record (`log::info!(conn = 7, ...; "...")`) as `,"key":value`
+/// pairs: numbers and booleans as JSON numbers and booleans, everything else as strings.
+fn json_fields(source: &dyn log::kv::Source) -> String {
+    struct Collect(String);
+    impl<'kvs> log::kv::VisitSource<'kvs> for Collect {
+        fn visit_pair(
+            &mut self,
+            key: log::kv::Key<'kvs>,
+            value: log::kv::Value<'kvs>,
+        ) -> Result<(), log::kv::Error> {
+            let rendered = if let Some(n) = value.to_u64() {
+                n.to_string()
+            } else if let Some(n) = value.to_i64() {
+                n.to_string()
+            } else if let Some(x) = value.to_f64().filter(|x| x.is_finite()) {
+                format!("{x}")
+            } else if let Some(b) = value.to_bool() {
+                b.to_string()
+            } else {
+                json_string(&value.to_string())
+            };
+            self.0.push(',');
+            self.0.push_str(&json_string(key.as_str()));
+            self.0.push(':');
+            self.0.push_str(&rendered);
+            Ok(())
+        }
+    }
+    let mut collect = Collect(String::new());
+    let _ = source.visit(&mut collect);
+    collect.0
 }
 
 /// A JSON string literal.
@@ -87,6 +157,20 @@ pub fn json_string(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fields_keep_their_json_types() {
+        let pairs: [(&str, log::kv::Value); 4] = [
+            ("conn", log::kv::Value::from(7u64)),
+            ("duration_s", log::kv::Value::from(0.25f64)),
+            ("reason", log::kv::Value::from("completed")),
+            ("ok", log::kv::Value::from(true)),
+        ];
+        assert_eq!(
+            super::json_fields(&pairs),
+            ",\"conn\":7,\"duration_s\":0.25,\"reason\":\"completed\",\"ok\":true"
+        );
+    }
+
     #[test]
     fn json_escapes() {
         assert_eq!(

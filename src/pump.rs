@@ -384,13 +384,21 @@ impl<'a> Pump<'a> {
         let target = conn
             .target_addr()
             .map_or_else(|| spec.target(), |a| a.to_string());
+        let duration_s = conn.started.elapsed().as_secs_f64();
         log::info!(
+            conn = conn.id,
+            forward:% = spec,
+            target:% = target,
+            bytes_to_target = conn.bytes_down,
+            bytes_from_target = conn.bytes_up,
+            duration_s = duration_s,
+            reason = conn.reason();
             "conn {} closed: forward {} via {target}, to target {} B, from target {} B, {:.3}s, {}",
             conn.id,
             spec,
             conn.bytes_down,
             conn.bytes_up,
-            conn.started.elapsed().as_secs_f64(),
+            duration_s,
             conn.reason()
         );
     }

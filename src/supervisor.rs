@@ -191,6 +191,11 @@ impl Supervisor {
             format!("connected to relay {}", settings.relay.address()),
         );
         log::info!(
+            relay:% = settings.relay.address(),
+            peer:% = connected.peer,
+            cipher = negotiated.cipher.as_str(),
+            kex = negotiated.kex.as_str(),
+            host_key:% = negotiated.host_key.fingerprint();
             "connected to relay {} ({}): {}, kex {}, cipher {}, host key {} {}",
             settings.relay.address(),
             connected.peer,

@@ -226,3 +226,88 @@ fn systemd_hears_ready_watchdog_and_stopping() {
     assert!(stopping, "no STOPPING=1");
     assert_eq!(flytube.wait_exit(Duration::from_secs(15)).code(), Some(0));
 }
+
+#[test]
+fn json_log_lines_carry_structured_fields() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let mut args = relay.args();
+    args.extend(forward(source, echo.port));
+    args.extend(["--log-format".to_string(), "json".to_string()]);
+    let flytube = Flytube::start(&args);
+    flytube.wait_for("serving", READY);
+    let data = random_bytes(10_000, 5);
+    assert!(echo_round_trip(source, &data) == data);
+    flytube.wait_for("closed: forward", Duration::from_secs(5));
+    let lines: Vec<serde_json::Value> = flytube
+        .output()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let session = lines
+        .iter()
+        .find(|l| {
+            l["msg"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("connected to relay")
+        })
+        .expect("session line");
+    assert_eq!(session["relay"], format!("127.0.0.1:{}", relay.port));
+    assert!(
+        session["cipher"].as_str().unwrap().starts_with("aes256"),
+        "{session}"
+    );
+    assert!(
+        session["host_key"].as_str().unwrap().starts_with("SHA256:"),
+        "{session}"
+    );
+    let conn = lines
+        .iter()
+        .find(|l| l["msg"].as_str().unwrap_or("").contains("closed: forward"))
+        .expect("connection line");
+    assert_eq!(conn["bytes_to_target"], 10_000, "{conn}");
+    assert_eq!(conn["bytes_from_target"], 10_000, "{conn}");
+    assert_eq!(conn["reason"], "completed", "{conn}");
+    assert!(conn["conn"].as_u64().is_some() && conn["duration_s"].as_f64().is_some());
+    assert_eq!(conn["target"], format!("127.0.0.1:{}", echo.port), "{conn}");
+    assert!(
+        conn["forward"]
+            .as_str()
+            .unwrap()
+            .contains(&source.to_string())
+    );
+}
+
+#[test]
+fn journal_lines_carry_priorities_and_no_timestamp() {
+    let relay = Relay::start();
+    let mut args: Vec<String> = relay.args();
+    args.extend(forward(free_port(), 9));
+    // Unreachable relay user key: an error line (priority 3) then exit 77.
+    let script = format!(
+        "JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec {} {} --user nobody-here",
+        flytube_bin(),
+        args.join(" ")
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(77), "{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("<6>INFO")), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("<3>ERROR") && l.contains("authentication")),
+        "{stderr}"
+    );
+    // Without JOURNAL_STREAM the lines start with a timestamp.
+    let plain = Command::new(flytube_bin())
+        .args(&args)
+        .args(["--user", "nobody-here"])
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert!(stderr.lines().all(|l| !l.starts_with('<')), "{stderr}");
+}
