@@ -161,6 +161,7 @@ pub fn parse_yaml(text: &str, origin: &str) -> Result<FileConfig, String> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
+    check_shape(text).map_err(|e| format!("{origin} {e}"))?;
     serde_yaml::from_str(text).map_err(|e| match e.location() {
         Some(at) => format!(
             "{origin} line {} column {}: {}",
@@ -170,6 +171,58 @@ pub fn parse_yaml(text: &str, origin: &str) -> Result<FileConfig, String> {
         ),
         None => format!("{origin}: {e}"),
     })
+}
+
+/// Deepest nesting of `[`/`{` collections a settings file may have: the real format needs 3.
+pub const MAX_FLOW_DEPTH: usize = 16;
+/// Deepest indentation (in columns) a settings file may have: the real format needs 6.
+pub const MAX_INDENT: usize = 64;
+
+/// Refuses what the settings format never needs and a parser would pay dearly for: YAML
+/// anchors and aliases (an alias bomb of 100 KB expands to hundreds of MB), deeply nested
+/// flow collections (100k `[` took half a minute of CPU) and absurd indentation. A cheap
+/// scan that skips comments and quoted strings, run before the real parser.
+fn check_shape(text: &str) -> Result<(), String> {
+    let mut depth = 0usize;
+    for (number, line) in text.lines().enumerate() {
+        let at = |what: String| format!("line {}: {what}", number + 1);
+        let indent = line.len() - line.trim_start().len();
+        if indent > MAX_INDENT {
+            return Err(at(format!(
+                "indented {indent} columns; settings are never nested that deep (limit {MAX_INDENT})"
+            )));
+        }
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '#') if previous.is_whitespace() => break,
+                (None, '\'' | '"') if previous.is_whitespace() || "[{,:-".contains(previous) => {
+                    quote = Some(c)
+                }
+                (None, '&' | '*') if previous.is_whitespace() || "[{,".contains(previous) => {
+                    return Err(at(format!(
+                        "YAML anchors and aliases ({c}name) are not allowed in the settings \
+                         file; write each value out (quote a value that starts with {c})"
+                    )));
+                }
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Err(at(format!(
+                            "collections nested more than {MAX_FLOW_DEPTH} deep"
+                        )));
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            previous = c;
+        }
+    }
+    Ok(())
 }
 
 /// Renders effective settings as YAML for `flytube config`.
@@ -200,6 +253,21 @@ mod tests {
     fn syntax_error_names_line() {
         let err = parse_yaml("relay:\n  host: [a\n", "f.yaml").unwrap_err();
         assert!(err.starts_with("f.yaml line "), "{err}");
+    }
+
+    #[test]
+    fn anchors_aliases_and_deep_nesting_are_refused() {
+        let bomb = "a: &a [x, x]\nb: &b [*a, *a]\n";
+        let err = parse_yaml(bomb, "f.yaml").unwrap_err();
+        assert!(err.contains("f.yaml line 1: YAML anchors"), "{err}");
+        let deep = format!("relay: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        let err = parse_yaml(&deep, "f.yaml").unwrap_err();
+        assert!(err.contains("nested more than 16"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Stars and ampersands inside quotes and comments are plain text.
+        let fine = "forwards:\n  - bind: '*'   # all & every\n    source_port: 1\n    target_host: \"a&b\"\n    target_port: 2\n";
+        assert!(parse_yaml(fine, "f.yaml").is_ok());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod sections;
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -194,11 +195,29 @@ fn file_error(role: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
     move |source| Error::File { role, path, source }
 }
 
+/// The largest settings, key, certificate, known_hosts or passphrase file flytube reads:
+/// far above any real one, far below what could exhaust memory.
+pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+/// Reads a regular file of at most `MAX_FILE_SIZE` bytes. A FIFO (which would block) or a
+/// device such as /dev/zero (which never ends) is refused before it is opened for reading.
 fn read_file(role: &'static str, path: &Path) -> Result<String> {
-    fs::read_to_string(path).map_err(file_error(role, path))
+    let file = check_readable(role, path)?;
+    let mut text = String::new();
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_string(&mut text)
+        .map_err(file_error(role, path))?;
+    if text.len() as u64 > MAX_FILE_SIZE {
+        return Err(config_error(format!(
+            "{role} file {} is larger than {MAX_FILE_SIZE} bytes",
+            path.display()
+        )));
+    }
+    Ok(text)
 }
 
-fn check_readable(role: &'static str, path: &Path) -> Result<()> {
+/// Checks that `path` is a readable regular file of a sane size, and opens it.
+fn check_readable(role: &'static str, path: &Path) -> Result<fs::File> {
     let meta = fs::metadata(path).map_err(file_error(role, path))?;
     if !meta.is_file() {
         return Err(config_error(format!(
@@ -206,8 +225,38 @@ fn check_readable(role: &'static str, path: &Path) -> Result<()> {
             path.display()
         )));
     }
-    fs::File::open(path).map_err(file_error(role, path))?;
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(config_error(format!(
+            "{role} file {} is larger than {MAX_FILE_SIZE} bytes",
+            path.display()
+        )));
+    }
+    fs::File::open(path).map_err(file_error(role, path))
+}
+
+/// OpenSSH's rule for private keys (`sshkey_perm_ok`): a key owned by the user flytube runs
+/// as must not be readable or writable by group or others. A key owned by someone else
+/// (root:flytube 0640, a Kubernetes secret with fsGroup) is allowed: its owner decided.
+fn check_key_permissions(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = fs::metadata(path).map_err(file_error("identity", path))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if Some(meta.uid()) == effective_uid() && mode & 0o077 != 0 {
+        return Err(config_error(format!(
+            "identity {} is accessible by others (mode {mode:04o}): a private key must be \
+             readable by its owner only; run: chmod 600 {}",
+            path.display(),
+            path.display()
+        )));
+    }
     Ok(())
+}
+
+/// The user id flytube runs as, read without `unsafe` from the owner of `/proc/self`
+/// (Linux gives a process's /proc directory its effective uid).
+fn effective_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 /// A value that must lie in `allowed`; the error names it and the range.

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    PASSPHRASE_ENV, Secret, check_readable, config_error, in_range, millis, read_file, secs,
+    PASSPHRASE_ENV, Secret, check_key_permissions, check_readable, config_error, in_range, millis,
+    read_file, secs,
 };
 use crate::cli::Options;
 use crate::config::{
@@ -144,6 +145,7 @@ impl AuthSettings {
             )
         })?;
         check_readable("identity", &identity)?;
+        check_key_permissions(&identity)?;
         let certificate = match options.certificate.clone().or(file.certificate) {
             Some(path) => {
                 check_readable("certificate", &path)?;
