@@ -14,6 +14,7 @@ use crate::logging::json_string;
 use crate::net;
 use crate::relay::{self, Negotiated};
 use crate::settings::Settings;
+use crate::text::escape_untrusted;
 
 /// A certificate closer than this to its end gets a warning.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
@@ -98,7 +99,10 @@ impl Report {
         Ok(value)
     }
 
-    fn emit(&mut self, step: Step) {
+    fn emit(&mut self, mut step: Step) {
+        // Details quote the relay (banner, messages) and certificates: never raw.
+        step.detail = escape_untrusted(&step.detail).into_owned();
+        step.fix = step.fix.map(|f| escape_untrusted(&f).into_owned());
         match step.mark {
             Mark::Ok => self.passed += 1,
             Mark::Warn => {

@@ -132,10 +132,9 @@ fn validate_host(what: &str, host: &str) -> Result<(), String> {
     if host.len() > 253 {
         return Err(format!("{what} is longer than 253 characters"));
     }
-    if let Some(bad) = host
-        .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '@' | '[' | ']'))
-    {
+    if let Some(bad) = host.chars().find(|c| {
+        c.is_whitespace() || crate::text::is_unsafe_char(*c) || matches!(c, '/' | '@' | '[' | ']')
+    }) {
         return Err(format!("{what} {host:?} contains {bad:?}"));
     }
     Ok(())
@@ -223,6 +222,8 @@ mod tests {
             ("1::2", "target host is empty"),
             ("1:[::1:2", "unbalanced"),
             ("1:a b:2", "contains ' '"),
+            ("1:gitlab\u{202e}lab:2", "contains '\\u{202e}'"),
+            ("1:a\u{1b}b:2", "contains '\\u{1b}'"),
             ("a:b:c:d:e", "expected"),
         ] {
             let err = ForwardSpec::parse(spec).unwrap_err();

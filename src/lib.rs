@@ -30,6 +30,7 @@ pub mod relay;
 pub mod settings;
 pub mod state;
 pub mod supervisor;
+pub mod text;
 #[allow(unsafe_code)]
 pub mod wake;
 pub mod watchdog;

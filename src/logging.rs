@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::str::FromStr;
 
+use crate::text::escape_untrusted;
+
 /// Output format of the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -51,7 +53,7 @@ pub fn init(level: log::LevelFilter, format: LogFormat) {
                 "<{}>{:<5} {}",
                 priority(record.level()),
                 record.level(),
-                record.args()
+                escape_untrusted(&record.args().to_string())
             )
         }),
         LogFormat::Text => builder.format(|buf, record| {
@@ -60,7 +62,7 @@ pub fn init(level: log::LevelFilter, format: LogFormat) {
                 "{} {:<5} {}",
                 buf.timestamp_millis(),
                 record.level(),
-                record.args()
+                escape_untrusted(&record.args().to_string())
             )
         }),
         LogFormat::Json => builder.format(|buf, record| {

@@ -78,7 +78,10 @@ fn health(options: &HealthOptions) -> ExitCode {
 }
 
 fn fail(error: &Error) -> ExitCode {
-    eprintln!("flytube: {error}");
+    eprintln!(
+        "flytube: {}",
+        flytube::text::escape_untrusted(&error.to_string())
+    );
     exit_code(error.exit_code())
 }
 

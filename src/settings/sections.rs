@@ -18,6 +18,7 @@ use crate::error::Result;
 use crate::forward::{join_host_port, parse_port};
 use crate::hostkey::{Fingerprint, HostKeyPolicy};
 use crate::logging::LogFormat;
+use crate::text::is_unsafe_char;
 
 /// The production relay.
 pub const DEFAULT_RELAY_HOST: &str = "firefly-relay.firefly.ai";
@@ -77,7 +78,7 @@ impl RelaySettings {
                 (file.host.unwrap_or_else(|| DEFAULT_RELAY_HOST.into()), port)
             }
         };
-        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || is_unsafe_char(c)) {
             return Err(config_error(format!(
                 "relay host {host:?} is not a host name"
             )));
@@ -85,7 +86,7 @@ impl RelaySettings {
         let user = options.user.clone().or(file.user).ok_or_else(|| {
             config_error("no relay user: set --user, FLYTUBE_USER or relay.user in the file")
         })?;
-        if user.is_empty() || user.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if user.is_empty() || user.chars().any(|c| c.is_whitespace() || is_unsafe_char(c)) {
             return Err(config_error(format!(
                 "relay user {user:?} is not a user name"
             )));
