@@ -13,6 +13,7 @@ use crate::libssh2;
 use crate::logging::json_string;
 use crate::net;
 use crate::relay::{self, Negotiated};
+use crate::settings::STRONG_CIPHERS;
 use crate::settings::Settings;
 use crate::text::escape_untrusted;
 
@@ -323,10 +324,19 @@ fn handshake_step(settings: &Settings, stream: TcpStream) -> Outcome<Handshaken>
         "{}; kex {}, cipher {}",
         negotiated.banner, negotiated.kex, negotiated.cipher
     );
-    passed(
-        (session, negotiated, known),
-        step(name, Mark::Ok, t, detail),
-    )
+    let mut s = step(name, Mark::Ok, t, detail);
+    if !STRONG_CIPHERS.contains(&negotiated.cipher.as_str()) {
+        s = with_fix(
+            step(name, Mark::Warn, t, s.detail),
+            format!(
+                "cipher {} is weaker than 256-bit AEAD/CTR (allowed by allow_weaker_ciphers); \
+                 ask the relay's operator to enable one of {}",
+                negotiated.cipher,
+                STRONG_CIPHERS.join(", ")
+            ),
+        );
+    }
+    passed((session, negotiated, known), s)
 }
 
 fn host_key_step(

@@ -109,6 +109,10 @@ pub struct Options {
     #[arg(long, env = "FLYTUBE_CIPHERS", value_name = "LIST")]
     pub ciphers: Option<String>,
 
+    /// Allow ciphers weaker than 256-bit AEAD/CTR in --ciphers (for an old relay only).
+    #[arg(long, env = "FLYTUBE_ALLOW_WEAKER_CIPHERS")]
+    pub allow_weaker_ciphers: bool,
+
     /// More log output (-v debug, -vv trace).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,

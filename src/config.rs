@@ -35,6 +35,9 @@ pub struct FileConfig {
     /// SSH ciphers in order of preference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ciphers: Option<Vec<String>>,
+    /// Allow ciphers below 256-bit AEAD/CTR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_weaker_ciphers: Option<bool>,
     /// Log level and format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogConfig>,

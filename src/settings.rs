@@ -67,6 +67,8 @@ pub struct Settings {
     pub limits: LimitsSettings,
     /// Ciphers in order of preference.
     pub ciphers: Vec<String>,
+    /// Ciphers below the product's promise were explicitly allowed.
+    pub allow_weaker_ciphers: bool,
     /// Log level and format.
     pub log: LogSettings,
     /// The operator endpoint.
@@ -108,6 +110,8 @@ impl Settings {
     ) -> Result<Settings> {
         let (file, config_path) = load_file(options.config.as_deref())?;
         let mut notes = Vec::new();
+        let allow_weaker_ciphers =
+            options.allow_weaker_ciphers || file.allow_weaker_ciphers.unwrap_or(false);
         Ok(Settings {
             config_path,
             relay: RelaySettings::build(options, file.relay.unwrap_or_default())?,
@@ -121,7 +125,8 @@ impl Settings {
             keepalive: KeepaliveSettings::build(options, file.keepalive.unwrap_or_default())?,
             reconnect: ReconnectSettings::build(file.reconnect.unwrap_or_default())?,
             limits: LimitsSettings::build(options, file.limits.unwrap_or_default())?,
-            ciphers: build_ciphers(options, file.ciphers)?,
+            ciphers: build_ciphers(options, file.ciphers, allow_weaker_ciphers)?,
+            allow_weaker_ciphers,
             log: LogSettings::build(options, file.log.unwrap_or_default())?,
             metrics: MetricsSettings::build(options, file.metrics.unwrap_or_default())?,
             status_file: options
@@ -144,6 +149,7 @@ impl Settings {
             reconnect: Some(self.reconnect.to_file()),
             limits: Some(self.limits.to_file()),
             ciphers: Some(self.ciphers.clone()),
+            allow_weaker_ciphers: Some(self.allow_weaker_ciphers),
             log: Some(self.log.to_file()),
             metrics: Some(self.metrics.to_file()),
             status_file: self.status_file.clone(),

@@ -391,6 +391,7 @@ fn example_config_parses_and_is_complete() {
         "log",
         "level",
         "format",
+        "allow_weaker_ciphers",
         "metrics",
         "listen",
         "allow_remote",
@@ -527,4 +528,55 @@ fn star_bind_is_shown_as_star_and_default_bind_is_left_out() {
     assert_eq!(status, Some(0), "{stderr}");
     assert!(stdout.contains("bind: '*'"), "{stdout}");
     assert_eq!(stdout.matches("bind:").count(), 1, "{stdout}");
+}
+
+#[test]
+fn ciphers_below_the_promise_need_an_explicit_opt_in() {
+    let f = Files::new();
+    expect_error(
+        with(
+            f.base(),
+            &[
+                "-R",
+                "1:h:2",
+                "--ciphers",
+                "aes256-gcm@openssh.com,aes128-ctr",
+            ],
+        ),
+        &[],
+        78,
+        &["\"aes128-ctr\" is weaker", "allow_weaker_ciphers"],
+    );
+    let args = with(
+        f.base(),
+        &[
+            "-R",
+            "1:h:2",
+            "--ciphers",
+            "aes128-ctr",
+            "--allow-weaker-ciphers",
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, stdout, stderr) = flytube(&args, &[]);
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(stdout.contains("allow_weaker_ciphers: true"), "{stdout}");
+    let (status, _, stderr) = flytube(
+        &["config", "--ciphers", "chacha20-poly1305@openssh.com"]
+            .into_iter()
+            .chain(
+                args[1..]
+                    .iter()
+                    .copied()
+                    .filter(|a| *a != "--allow-weaker-ciphers"),
+            )
+            .filter(|a| *a != "--ciphers" && *a != "aes128-ctr")
+            .collect::<Vec<_>>(),
+        &[],
+    );
+    assert_eq!(
+        status,
+        Some(0),
+        "chacha20-poly1305 is 256-bit AEAD: {stderr}"
+    );
 }

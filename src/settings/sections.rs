@@ -44,6 +44,13 @@ pub const DEFAULT_TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// AES-256 only, GCM first: what the relay is asked for unless configured otherwise.
 pub const DEFAULT_CIPHERS: &[&str] = &["aes256-gcm@openssh.com", "aes256-ctr"];
+/// The ciphers the product promises: 256-bit keys, AEAD or CTR (with an encrypt-then-MAC
+/// or SHA-2 MAC). Anything else needs `allow_weaker_ciphers`.
+pub const STRONG_CIPHERS: &[&str] = &[
+    "aes256-gcm@openssh.com",
+    "aes256-ctr",
+    "chacha20-poly1305@openssh.com",
+];
 
 /// `relay:` where the relay is and who we are there.
 #[derive(Debug, Clone)]
@@ -361,7 +368,11 @@ impl LimitsSettings {
 
 /// `ciphers:` names, in order of preference, checked against what the linked libssh2
 /// supports.
-pub(super) fn build_ciphers(options: &Options, file: Option<Vec<String>>) -> Result<Vec<String>> {
+pub(super) fn build_ciphers(
+    options: &Options,
+    file: Option<Vec<String>>,
+    allow_weaker: bool,
+) -> Result<Vec<String>> {
     let ciphers: Vec<String> = match &options.ciphers {
         Some(list) => list.split(',').map(|c| c.trim().to_string()).collect(),
         None => file.unwrap_or_else(|| DEFAULT_CIPHERS.iter().map(|c| c.to_string()).collect()),
@@ -377,6 +388,14 @@ pub(super) fn build_ciphers(options: &Options, file: Option<Vec<String>>) -> Res
             return Err(config_error(format!(
                 "cipher {cipher:?} is not supported (allowed: {})",
                 supported.join(", ")
+            )));
+        }
+        if !allow_weaker && !STRONG_CIPHERS.contains(&cipher.as_str()) {
+            return Err(config_error(format!(
+                "cipher {cipher:?} is weaker than flytube promises (256-bit AEAD or CTR: {}); \
+                 set allow_weaker_ciphers: true in the file (or --allow-weaker-ciphers) only \
+                 if the relay can do nothing better",
+                STRONG_CIPHERS.join(", ")
             )));
         }
     }
