@@ -5,6 +5,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 
+use crate::diagnose;
 use crate::error::{Error, Result};
 use crate::hostkey::{self, KnownEntries, PresentedKey};
 use crate::libssh2::{self as codes, duration_ms};
@@ -104,25 +105,18 @@ pub fn handshake(
     let known_types: Vec<String> = known
         .map(|k| k.keys.iter().map(|(t, _)| t.clone()).collect())
         .unwrap_or_default();
+    let host_keys = hostkey::host_key_preference(&known_types);
     session
-        .method_pref(
-            ssh2::MethodType::HostKey,
-            &hostkey::host_key_preference(&known_types),
-        )
+        .method_pref(ssh2::MethodType::HostKey, &host_keys)
         .map_err(|e| fail(format!("host key algorithms refused by libssh2: {e}")))?;
+    let peer = stream.peer_addr().ok();
     session.set_tcp_stream(stream);
     session.handshake().map_err(|e| {
-        fail(match codes::code(&e) {
-            Some(codes::LIBSSH2_ERROR_TIMEOUT | codes::LIBSSH2_ERROR_SOCKET_TIMEOUT) => format!(
-                "no answer within {}s: is {relay} an SSH server?",
-                settings.relay.handshake_timeout.as_secs()
-            ),
-            Some(codes::LIBSSH2_ERROR_KEX_FAILURE) => format!(
-                "no common key exchange, cipher or host key algorithm (we offer ciphers {ciphers}): {}",
-                e.message()
-            ),
-            _ => e.message().to_string(),
-        })
+        let ours = diagnose::OurOffer {
+            ciphers: &settings.ciphers,
+            host_keys: &host_keys,
+        };
+        fail(explain_handshake_error(&e, &relay, peer, &ours))
     })?;
     let host_key = PresentedKey::from_session(&session)
         .ok_or_else(|| fail("the relay presented no host key".into()))?;
@@ -139,6 +133,39 @@ pub fn handshake(
         host_key,
     };
     Ok((session, negotiated))
+}
+
+/// What a failed handshake means. The codes that hide several causes (no algorithm in
+/// common or garbage; a silent port or another protocol; a closed connection) get a second,
+/// short look at the server to say which.
+fn explain_handshake_error(
+    error: &ssh2::Error,
+    relay: &str,
+    peer: Option<SocketAddr>,
+    ours: &diagnose::OurOffer,
+) -> String {
+    let ambiguous = matches!(
+        codes::code(error),
+        Some(
+            codes::LIBSSH2_ERROR_TIMEOUT
+                | codes::LIBSSH2_ERROR_SOCKET_TIMEOUT
+                | codes::LIBSSH2_ERROR_KEX_FAILURE
+                | codes::LIBSSH2_ERROR_BANNER_RECV
+                | codes::LIBSSH2_ERROR_SOCKET_DISCONNECT
+                | codes::LIBSSH2_ERROR_SOCKET_RECV
+        )
+    );
+    match peer {
+        Some(addr) if ambiguous => {
+            let seen = diagnose::probe(addr);
+            format!(
+                "{} (libssh2: {})",
+                diagnose::explain(relay, &seen, ours),
+                error.message()
+            )
+        }
+        _ => error.message().to_string(),
+    }
 }
 
 /// Public key or certificate authentication. The error says what was offered.
