@@ -45,6 +45,11 @@ impl Backoff {
         self.initial.saturating_mul(factor).min(self.max)
     }
 
+    /// The largest delay it will ever give.
+    pub fn cap(&self) -> Duration {
+        self.max
+    }
+
     /// Back to the first step, after a stable period.
     pub fn reset(&mut self) {
         self.attempt = 0;

@@ -55,7 +55,7 @@ pub struct CheckOptions {
 }
 
 /// Connection options, shared by every subcommand. Each overrides the YAML file.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Clone, Args, Default)]
 pub struct Options {
     /// YAML settings file [default: /etc/flytube/flytube.yaml when it exists].
     #[arg(short = 'c', long, env = "FLYTUBE_CONFIG", value_name = "FILE")]

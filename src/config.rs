@@ -120,6 +120,10 @@ pub struct ReconnectConfig {
     pub initial_delay_ms: Option<u64>,
     /// Largest backoff step.
     pub max_delay_secs: Option<u64>,
+    /// Largest wait between requests of a forward the relay refused (a standby replica
+    /// waiting for the active one's port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_retry_secs: Option<u64>,
 }
 
 /// `limits:`

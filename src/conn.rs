@@ -169,6 +169,23 @@ impl Conn {
             && self.has_queued_input()
     }
 
+    /// True when nothing is buffered or half-sent either way: no relay data queued in
+    /// libssh2, for the writer or in the stash, no target data waiting to go out, no
+    /// packet in flight. Such a connection can be closed at a stop without losing a byte.
+    pub fn is_quiet(&self) -> bool {
+        self.in_flight.is_none()
+            && self.stash.is_empty()
+            && self.pending_up.is_none()
+            && self.link.up.is_empty()
+            && self.link.down.is_empty()
+            && self
+                .link
+                .down_unwritten
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 0
+            && self.channel.read_window().available == 0
+    }
+
     /// True when the target side is full and this channel is not being read.
     pub fn is_back_pressured(&self) -> bool {
         !self.is_closing() && !self.stash.is_empty() && self.in_flight.is_none()

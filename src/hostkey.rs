@@ -12,7 +12,7 @@ use crate::forward::join_host_port;
 
 /// How the relay's host key is trusted: a known_hosts file, a pinned fingerprint, or both
 /// (then both must pass).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostKeyPolicy {
     /// known_hosts file with the relay's key.
     pub known_hosts: Option<PathBuf>,

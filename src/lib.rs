@@ -29,6 +29,7 @@ pub mod notify;
 pub mod pump;
 pub mod relay;
 pub mod settings;
+pub mod signals;
 pub mod state;
 pub mod supervisor;
 pub mod text;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use flytube::cli::{CheckOptions, Cli, Command, HealthOptions, Options};
 use flytube::notify::{self, DEFAULT_STATUS_FILE};
+use flytube::signals;
 use flytube::supervisor::Supervisor;
 use flytube::{Error, Settings, check, logging};
 
@@ -35,13 +36,14 @@ fn run(options: &Options, env: &HashMap<String, String>) -> ExitCode {
         Err(e) => return fail(&e),
     };
     logging::init(settings.log.level, settings.log.format);
-    let supervisor = match Supervisor::new(settings) {
+    let mut supervisor = match Supervisor::new(settings) {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    let stop = supervisor.stop_handle();
-    if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
-        return fail(&Error::Local(format!("cannot install signal handler: {e}")));
+    let (options, env) = (options.clone(), env.clone());
+    supervisor.set_reloader(Box::new(move || Settings::build(&options, &env)));
+    if let Err(e) = signals::spawn(supervisor.stop_handle(), supervisor.reload_handle()) {
+        return fail(&e);
     }
     match supervisor.run() {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,7 +18,8 @@ use crate::conn::{Conn, is_session_fatal};
 use crate::forward::ForwardSpec;
 use crate::libssh2;
 use crate::notify::Notifier;
-use crate::settings::Settings;
+use crate::settings::{Reloader, Settings};
+use crate::signals::ReloadHandle;
 use crate::state::{ConnResult, ForwardState, State};
 use crate::wake::{self, Interest, WakeReceiver, Waker};
 use crate::watchdog::Liveness;
@@ -33,6 +34,9 @@ const RETRY_SOON: Duration = Duration::from_millis(50);
 /// Limit on one blocking control request (forward request or cancel, disconnect) while the
 /// session is otherwise non-blocking.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection without traffic for this long when a drain starts (or later during it)
+/// counts as idle and is closed at once instead of holding the stop up.
+const DRAIN_IDLE: Duration = Duration::from_millis(500);
 /// How long closing channels get after the drain before the session is cut.
 const FINAL_CLOSE: Duration = Duration::from_secs(2);
 /// Size of the pump's channel read buffer: libssh2 fills it from several queued packets.
@@ -45,6 +49,8 @@ pub enum PumpEnd {
     Stopped,
     /// The session broke; reconnect.
     Lost(String),
+    /// Reloaded settings need a new session (relay, identity, host key or ciphers changed).
+    Reload,
 }
 
 /// One configured forward on this session.
@@ -54,6 +60,26 @@ struct Slot {
     listener: Option<ssh2::Listener>,
     retry_at: Option<Instant>,
     backoff: Backoff,
+    /// Removed by a reload: cancelled on the relay, kept only so that connections still
+    /// open on it can finish and be logged.
+    retired: bool,
+    /// Refusals by the relay since the forward last served (a standby replica sees one
+    /// per retry while the active one holds the port).
+    refusals: u64,
+}
+
+impl Slot {
+    fn new(spec: ForwardSpec, state: Arc<ForwardState>, settings: &Settings) -> Slot {
+        Slot {
+            spec,
+            state,
+            listener: None,
+            retry_at: Some(Instant::now()),
+            backoff: Backoff::new(settings.reconnect.initial, settings.reconnect.standby_retry),
+            retired: false,
+            refusals: 0,
+        }
+    }
 }
 
 /// The liveness probe: a "session" channel open. Whatever the answer (confirmation or
@@ -67,7 +93,9 @@ enum Probe {
 
 /// Everything the pump owns for one session.
 pub struct Pump<'a> {
-    settings: &'a Settings,
+    settings: Settings,
+    reload: ReloadHandle,
+    reloader: &'a Reloader,
     session: ssh2::Session,
     socket: TcpStream,
     slots: Vec<Slot>,
@@ -75,6 +103,7 @@ pub struct Pump<'a> {
     waker: Waker,
     wake_rx: &'a mut WakeReceiver,
     stop: Arc<AtomicBool>,
+    stop_now: Arc<AtomicBool>,
     liveness: Arc<Liveness>,
     state: Arc<State>,
     notifier: Arc<Notifier>,
@@ -92,8 +121,12 @@ pub struct Pump<'a> {
 
 /// What the supervisor hands the pump.
 pub struct PumpParts<'a> {
-    /// Validated settings.
-    pub settings: &'a Settings,
+    /// Validated settings; the pump applies a reload to its copy and hands it back.
+    pub settings: Settings,
+    /// Set on SIGHUP.
+    pub reload: ReloadHandle,
+    /// Re-reads the settings.
+    pub reloader: &'a Reloader,
     /// Authenticated session, blocking mode.
     pub session: ssh2::Session,
     /// Clone of the session socket (poll and shutdown only).
@@ -104,6 +137,8 @@ pub struct PumpParts<'a> {
     pub wake_rx: &'a mut WakeReceiver,
     /// Set on SIGINT/SIGTERM.
     pub stop: Arc<AtomicBool>,
+    /// Set on a second SIGINT/SIGTERM: end the drain now.
+    pub stop_now: Arc<AtomicBool>,
     /// Shared with the watchdog.
     pub liveness: Arc<Liveness>,
     /// What operators see (metrics, readiness, status file).
@@ -125,16 +160,12 @@ impl<'a> Pump<'a> {
             .forwards
             .iter()
             .zip(states)
-            .map(|(spec, state)| Slot {
-                spec: spec.clone(),
-                state,
-                listener: None,
-                retry_at: Some(Instant::now()),
-                backoff: Backoff::new(settings.reconnect.initial, settings.reconnect.max),
-            })
+            .map(|(spec, state)| Slot::new(spec.clone(), state, &settings))
             .collect();
         Pump {
             settings,
+            reload: parts.reload,
+            reloader: parts.reloader,
             session: parts.session,
             socket: parts.socket,
             slots,
@@ -142,6 +173,7 @@ impl<'a> Pump<'a> {
             waker: parts.waker,
             wake_rx: parts.wake_rx,
             stop: parts.stop,
+            stop_now: parts.stop_now,
             liveness: parts.liveness,
             state: parts.state,
             notifier: parts.notifier,
@@ -159,7 +191,7 @@ impl<'a> Pump<'a> {
 
     /// Serves until stopped or until the session breaks. On return every channel has been
     /// closed or the socket shut down, so dropping the session does no blocking I/O.
-    pub fn run(mut self) -> PumpEnd {
+    pub fn run(mut self) -> (PumpEnd, Settings) {
         self.liveness.touch();
         let mut end = self.serve();
         if self.liveness.tripped() {
@@ -171,11 +203,13 @@ impl<'a> Pump<'a> {
                 self.settings.keepalive.count
             ));
         }
-        if let PumpEnd::Lost(reason) = &end {
-            self.teardown(reason);
+        match &end {
+            PumpEnd::Lost(reason) => self.teardown(reason),
+            PumpEnd::Reload => self.teardown("settings reloaded with a new relay or identity"),
+            PumpEnd::Stopped => {}
         }
         self.liveness.end();
-        end
+        (end, self.settings)
     }
 
     fn serve(&mut self) -> PumpEnd {
@@ -196,6 +230,13 @@ impl<'a> Pump<'a> {
             {
                 return PumpEnd::Lost(reason);
             }
+            if self.drain_started.is_none() && self.reload.take() {
+                match self.reload_settings() {
+                    Ok(true) => return PumpEnd::Reload,
+                    Ok(false) => {}
+                    Err(reason) => return PumpEnd::Lost(reason),
+                }
+            }
             let mut pass = Pass::default();
             if let Err(reason) = self.one_pass(&mut pass) {
                 return PumpEnd::Lost(reason);
@@ -210,6 +251,15 @@ impl<'a> Pump<'a> {
                     self.finish();
                     return PumpEnd::Stopped;
                 }
+                if self.stop_now.load(Ordering::SeqCst) {
+                    log::warn!(
+                        "stopping now (second signal): cutting {} connection(s)",
+                        self.conns.len()
+                    );
+                    self.teardown("flytube stopped by a second signal");
+                    return PumpEnd::Stopped;
+                }
+                pass.progress |= self.close_idle_for_drain();
                 let limit = self.settings.limits.drain_timeout;
                 if started.elapsed() >= limit + FINAL_CLOSE {
                     log::warn!(
@@ -435,7 +485,8 @@ impl<'a> Pump<'a> {
         let now = Instant::now();
         let due: Vec<usize> = (0..self.slots.len())
             .filter(|&i| {
-                self.slots[i].listener.is_none() && self.slots[i].retry_at.is_some_and(|t| t <= now)
+                let slot = &self.slots[i];
+                !slot.retired && slot.listener.is_none() && slot.retry_at.is_some_and(|t| t <= now)
             })
             .collect();
         if due.is_empty() {
@@ -454,6 +505,7 @@ impl<'a> Pump<'a> {
             ) {
                 Ok((listener, _bound)) => {
                     log::info!("forward {} serving", slot.spec);
+                    slot.refusals = 0;
                     slot.state.set_bound();
                     self.state.changed();
                     slot.listener = Some(listener);
@@ -463,19 +515,13 @@ impl<'a> Pump<'a> {
                 Err(e) if e.code() == ssh2::ErrorCode::Session(-32) => {
                     let delay = slot.backoff.next_delay();
                     slot.retry_at = Some(Instant::now() + delay);
+                    slot.refusals += 1;
                     slot.state.set_unbound(format!(
                         "refused by the relay (port in use or not permitted); retrying in {:.0}s",
                         delay.as_secs_f64()
                     ));
                     self.state.changed();
-                    log::warn!(
-                        "relay refused forward {}: the port is in use or not permitted for this \
-                         user; retrying in {:.1}s (if an earlier flytube session still holds \
-                         the port, the relay frees it once its ClientAliveInterval x \
-                         ClientAliveCountMax runs out)",
-                        slot.spec,
-                        delay.as_secs_f64()
-                    );
+                    log_refusal(slot, delay);
                 }
                 Err(e) => {
                     result = Err(format!("request forward {}: {}", slot.spec, e.message()));
@@ -569,6 +615,75 @@ impl<'a> Pump<'a> {
         Ok(())
     }
 
+    /// SIGHUP: re-reads the settings. An invalid file changes nothing. Forwards added or
+    /// removed are requested or cancelled on this session; a new relay, identity, host key
+    /// or cipher list needs a new session (`Ok(true)`).
+    fn reload_settings(&mut self) -> Result<bool, String> {
+        let new = match (self.reloader)() {
+            Ok(new) => new,
+            Err(e) => {
+                log::error!("reload refused, keeping the running settings: {e}");
+                return Ok(false);
+            }
+        };
+        let changes = self.settings.changes(&new);
+        if changes.is_empty() {
+            log::info!("reload: the settings did not change");
+            return Ok(false);
+        }
+        for change in &changes {
+            log::info!("reload: {change}");
+        }
+        if self.settings.needs_new_session(&new) {
+            self.settings = new;
+            return Ok(true);
+        }
+        let removed: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| !self.slots[i].retired && !new.forwards.contains(&self.slots[i].spec))
+            .collect();
+        if !removed.is_empty() {
+            self.settle_in_flight()?;
+            self.session.set_blocking(true);
+            self.session
+                .set_timeout(libssh2::duration_ms(CONTROL_TIMEOUT));
+            for i in removed {
+                let slot = &mut self.slots[i];
+                // Dropping a Listener sends cancel-tcpip-forward; blocking, not cut short.
+                drop(slot.listener.take());
+                slot.retired = true;
+                slot.retry_at = None;
+                slot.state.set_unbound("removed by a reload");
+            }
+            self.session.set_blocking(false);
+        }
+        for spec in &new.forwards {
+            if !self.slots.iter().any(|s| !s.retired && s.spec == *spec) {
+                let label = crate::forward::join_host_port(spec.bind_display(), spec.source_port);
+                let state = Arc::new(ForwardState::new(spec.to_string(), label));
+                self.slots.push(Slot::new(spec.clone(), state, &new));
+            }
+        }
+        let live = self.slots.iter().filter(|s| !s.retired);
+        self.state
+            .set_forwards(live.map(|s| s.state.clone()).collect());
+        self.settings = new;
+        self.request_due_forwards()?;
+        Ok(false)
+    }
+
+    /// During a drain, a connection with nothing moving either way would only hold the
+    /// stop up for the whole drain limit (an idle keep-alive client): close it now.
+    fn close_idle_for_drain(&mut self) -> bool {
+        let mut closed = false;
+        for conn in self.conns.iter_mut().filter(|c| !c.is_closing()) {
+            if conn.last_activity.elapsed() >= DRAIN_IDLE && conn.is_quiet() {
+                conn.abort("idle when flytube stopped");
+                closed = true;
+            }
+        }
+        closed
+    }
+
     /// Pushes out any half-sent packet before a blocking control request.
     fn settle_in_flight(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + CONTROL_TIMEOUT;
@@ -647,6 +762,29 @@ impl<'a> Pump<'a> {
             limit = limit.min(RETRY_SOON);
         }
         limit
+    }
+}
+
+/// A refused forward request. The first refusal in a row is a warning; after that (a standby
+/// replica waiting for the active one's port) one line at info with the count, so a standby
+/// does not fill the log with warnings forever.
+fn log_refusal(slot: &Slot, delay: Duration) {
+    if slot.refusals == 1 {
+        log::warn!(
+            "relay refused forward {}: the port is in use or not permitted for this user; \
+             retrying every {:.0}s or less (another flytube holding the port, e.g. the active \
+             replica of a standby pair, or an earlier session the relay has not yet noticed is \
+             gone: it frees the port after its ClientAliveInterval x ClientAliveCountMax)",
+            slot.spec,
+            slot.backoff.cap().as_secs_f64()
+        );
+    } else {
+        log::info!(
+            "relay refused forward {} again ({} times in a row); retrying in {:.1}s",
+            slot.spec,
+            slot.refusals,
+            delay.as_secs_f64()
+        );
     }
 }
 

@@ -80,6 +80,10 @@ pub struct Settings {
     pub notes: Vec<String>,
 }
 
+/// Re-reads the settings the way they were first built (same command line and
+/// environment, the file read again); called on SIGHUP.
+pub type Reloader = dyn Fn() -> Result<Settings> + Send + Sync;
+
 /// Whether the settings must say how to trust the relay's host key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostKeyRequirement {
@@ -136,6 +140,59 @@ impl Settings {
                 .or_else(crate::notify::default_status_file),
             notes,
         })
+    }
+
+    /// What differs in `new`, one line per changed part, saying how it is applied.
+    pub fn changes(&self, new: &Settings) -> Vec<String> {
+        let mut out = Vec::new();
+        let note = |out: &mut Vec<String>, changed: bool, what: &str, how: &str| {
+            if changed {
+                out.push(format!("{what} changed: {how}"));
+            }
+        };
+        let session = "reconnecting with the new settings";
+        note(&mut out, self.relay != new.relay, "relay", session);
+        note(&mut out, self.auth != new.auth, "auth", session);
+        note(&mut out, self.host_key != new.host_key, "host_key", session);
+        note(
+            &mut out,
+            self.ciphers != new.ciphers || self.allow_weaker_ciphers != new.allow_weaker_ciphers,
+            "ciphers",
+            session,
+        );
+        for spec in new.forwards.iter().filter(|f| !self.forwards.contains(f)) {
+            out.push(format!("forward {spec} added"));
+        }
+        for spec in self.forwards.iter().filter(|f| !new.forwards.contains(f)) {
+            out.push(format!(
+                "forward {spec} removed: cancelled on the relay; its open connections finish"
+            ));
+        }
+        let now = "applied now";
+        let next = "applies from the next session";
+        let restart = "applies after a restart";
+        note(&mut out, self.keepalive != new.keepalive, "keepalive", next);
+        note(&mut out, self.reconnect != new.reconnect, "reconnect", now);
+        note(&mut out, self.limits != new.limits, "limits", now);
+        note(&mut out, self.log != new.log, "log", restart);
+        note(&mut out, self.metrics != new.metrics, "metrics", restart);
+        note(
+            &mut out,
+            self.status_file != new.status_file,
+            "status_file",
+            restart,
+        );
+        out
+    }
+
+    /// True when `new` cannot be applied to a running session: another relay, identity,
+    /// host key policy or cipher list.
+    pub fn needs_new_session(&self, new: &Settings) -> bool {
+        self.relay != new.relay
+            || self.auth != new.auth
+            || self.host_key != new.host_key
+            || self.ciphers != new.ciphers
+            || self.allow_weaker_ciphers != new.allow_weaker_ciphers
     }
 
     /// The effective settings in the file's own shape, for `flytube config`.

@@ -13,7 +13,9 @@ use crate::metrics;
 use crate::notify::{self, Notifier};
 use crate::pump::{Pump, PumpEnd, PumpParts};
 use crate::relay::{self, Connected, Negotiated};
+use crate::settings::Reloader;
 use crate::settings::Settings;
+use crate::signals::ReloadHandle;
 use crate::state::{ForwardState, State};
 use crate::wake::{self, Interest, WakeReceiver, Waker};
 use crate::watchdog::{self, Liveness};
@@ -22,21 +24,26 @@ use crate::worker::ThreadCount;
 /// A session that lasted this long resets the reconnect backoff.
 pub const STABLE_AFTER: Duration = Duration::from_secs(60);
 
-/// The stop flag and the line that wakes whoever is sleeping.
+/// The stop flags and the line that wakes whoever is sleeping.
 #[derive(Clone)]
 pub struct StopHandle {
     flag: Arc<AtomicBool>,
+    now: Arc<AtomicBool>,
     waker: Waker,
     state: Arc<State>,
     notifier: Arc<Notifier>,
 }
 
 impl StopHandle {
-    /// Asks flytube to stop (signal handlers call this).
+    /// Asks flytube to stop (SIGINT, SIGTERM): connections moving bytes get the drain time,
+    /// idle ones are closed at once. A second request ends the drain immediately.
     pub fn stop(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        self.notifier.stopping();
-        self.state.set_stopping();
+        if self.flag.swap(true, Ordering::SeqCst) {
+            self.now.store(true, Ordering::SeqCst);
+        } else {
+            self.notifier.stopping();
+            self.state.set_stopping();
+        }
         self.waker.wake();
     }
 
@@ -49,6 +56,8 @@ impl StopHandle {
 /// Runs the tunnel until stopped.
 pub struct Supervisor {
     settings: Settings,
+    reload: ReloadHandle,
+    reloader: Box<Reloader>,
     state: Arc<State>,
     notifier: Arc<Notifier>,
     stop: StopHandle,
@@ -68,12 +77,17 @@ impl Supervisor {
         let notifier = Notifier::from_env();
         let stop = StopHandle {
             flag: Arc::new(AtomicBool::new(false)),
+            now: Arc::new(AtomicBool::new(false)),
             waker: waker.clone(),
             state: state.clone(),
             notifier: notifier.clone(),
         };
+        let reload = ReloadHandle::new(waker.clone());
+        let unchanged = settings.clone();
         Ok(Supervisor {
             settings,
+            reload,
+            reloader: Box::new(move || Ok(unchanged.clone())),
             state,
             notifier,
             stop,
@@ -105,6 +119,16 @@ impl Supervisor {
         Ok(())
     }
 
+    /// How SIGHUP re-reads the settings (without one, a reload finds nothing changed).
+    pub fn set_reloader(&mut self, reloader: Box<Reloader>) {
+        self.reloader = reloader;
+    }
+
+    /// The handle SIGHUP uses.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        self.reload.clone()
+    }
+
     /// The handle signal handlers use.
     pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()
@@ -120,9 +144,10 @@ impl Supervisor {
     /// change or a certificate renewal fixes it without a restart. Everything else (DNS,
     /// refused or timed-out connections, broken sessions) is retried with backoff forever.
     pub fn run(mut self) -> Result<()> {
-        let settings = self.settings.clone();
-        let mut backoff = Backoff::new(settings.reconnect.initial, settings.reconnect.max);
+        let mut backoff =
+            Backoff::new(self.settings.reconnect.initial, self.settings.reconnect.max);
         let mut ever_up = false;
+        let settings = &self.settings;
         log::info!(
             "flytube {} starting: relay {} as {}, {} forward(s)",
             env!("CARGO_PKG_VERSION"),
@@ -137,9 +162,17 @@ impl Supervisor {
             log::error!("{e}");
             return Err(e);
         }
-        warn_about_certificate(&settings);
+        warn_about_certificate(settings);
+        let mut backoff_for = self.settings.reconnect;
         while !self.stop.is_stopped() {
-            let delay = match relay::connect(&settings) {
+            if self.reload.take() {
+                self.reload_between_sessions();
+            }
+            if backoff_for != self.settings.reconnect {
+                backoff_for = self.settings.reconnect;
+                backoff = Backoff::new(backoff_for.initial, backoff_for.max);
+            }
+            let delay = match relay::connect(&self.settings) {
                 Ok((connected, negotiated)) => {
                     if ever_up {
                         self.state.count_reconnect();
@@ -148,6 +181,11 @@ impl Supervisor {
                     let started = Instant::now();
                     match self.serve(connected, &negotiated) {
                         PumpEnd::Stopped => return Ok(()),
+                        PumpEnd::Reload => {
+                            self.state
+                                .set_session(false, "reconnecting: settings reloaded");
+                            Duration::ZERO
+                        }
                         PumpEnd::Lost(reason) => {
                             if started.elapsed() >= STABLE_AFTER {
                                 backoff.reset();
@@ -167,7 +205,7 @@ impl Supervisor {
                     }
                 }
                 Err(e) => {
-                    let delay = retry_delay(&e, ever_up, &settings, &mut backoff);
+                    let delay = retry_delay(&e, ever_up, &self.settings, &mut backoff);
                     let Some(delay) = delay else {
                         self.state.set_phase(format!("stopped: {e}"));
                         return Err(e);
@@ -185,7 +223,7 @@ impl Supervisor {
 
     /// Runs the pump on one session, with a watchdog beside it, until the session ends.
     fn serve(&mut self, connected: Connected, negotiated: &Negotiated) -> PumpEnd {
-        let settings = &self.settings;
+        let settings = self.settings.clone();
         self.state.set_session(
             true,
             format!("connected to relay {}", settings.relay.address()),
@@ -217,18 +255,41 @@ impl Supervisor {
         }
         let pump = Pump::new(PumpParts {
             settings,
+            reload: self.reload.clone(),
+            reloader: self.reloader.as_ref(),
             session: connected.session,
             socket: connected.control,
             waker: self.waker.clone(),
             wake_rx: &mut self.wake_rx,
             stop: self.stop.flag.clone(),
+            stop_now: self.stop.now.clone(),
             liveness,
             state: self.state.clone(),
             notifier: self.notifier.clone(),
             threads: self.threads.clone(),
             next_id: &mut self.next_id,
         });
-        pump.run()
+        let (end, settings) = pump.run();
+        self.settings = settings;
+        end
+    }
+
+    /// SIGHUP while no session is up: anything valid applies to the next attempt.
+    fn reload_between_sessions(&mut self) {
+        match (self.reloader)() {
+            Ok(new) => {
+                let changes = self.settings.changes(&new);
+                if changes.is_empty() {
+                    log::info!("reload: the settings did not change");
+                }
+                for change in changes {
+                    log::info!("reload: {change}");
+                }
+                self.state.set_forwards(forward_states(&new));
+                self.settings = new;
+            }
+            Err(e) => log::error!("reload refused, keeping the running settings: {e}"),
+        }
     }
 
     /// Sleeps, but returns at once when a stop is asked for.

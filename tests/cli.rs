@@ -382,6 +382,7 @@ fn example_config_parses_and_is_complete() {
         "reconnect",
         "initial_delay_ms",
         "max_delay_secs",
+        "standby_retry_secs",
         "limits",
         "max_connections",
         "target_connect_timeout_secs",

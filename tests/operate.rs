@@ -311,3 +311,149 @@ fn journal_lines_carry_priorities_and_no_timestamp() {
     let stderr = String::from_utf8_lossy(&plain.stderr);
     assert!(stderr.lines().all(|l| !l.starts_with('<')), "{stderr}");
 }
+
+/// Relay arguments for `run` without forwards, plus `-c FILE`.
+fn run_with_file(relay: &Relay, file: &std::path::Path) -> Vec<String> {
+    let mut args = relay.args();
+    args.extend(["-c".to_string(), file.display().to_string()]);
+    args
+}
+
+fn forwards_yaml(forwards: &[(u16, u16)]) -> String {
+    let mut text = String::from("forwards:\n");
+    for (source, target) in forwards {
+        text.push_str(&format!(
+            "  - bind: 127.0.0.1\n    source_port: {source}\n    target_host: 127.0.0.1\n    target_port: {target}\n"
+        ));
+    }
+    text
+}
+
+#[test]
+fn sighup_adds_and_removes_forwards_and_survives_a_broken_file() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let (first, second) = (free_port(), free_port());
+    let file = relay.dir.join("flytube.yaml");
+    std::fs::write(&file, forwards_yaml(&[(first, echo.port)])).unwrap();
+    let mut flytube = Flytube::start(&run_with_file(&relay, &file));
+    flytube.wait_for("serving", READY);
+    // A broken file: logged, nothing changes, still serving.
+    std::fs::write(&file, "forwards: [\n").unwrap();
+    flytube.signal("HUP");
+    flytube.wait_for(
+        "reload refused, keeping the running settings",
+        Duration::from_secs(5),
+    );
+    let data = random_bytes(4096, 1);
+    assert!(echo_round_trip(first, &data) == data);
+    // A second forward added and the first removed, on the same session.
+    std::fs::write(&file, forwards_yaml(&[(second, echo.port)])).unwrap();
+    flytube.signal("HUP");
+    flytube.wait_for_n("serving", 2, Duration::from_secs(10));
+    assert!(echo_round_trip(second, &data) == data);
+    flytube.assert_logged(&format!(
+        "forward 127.0.0.1:{first} -> 127.0.0.1:{} removed",
+        echo.port
+    ));
+    assert_eq!(
+        flytube.count("connected to relay"),
+        1,
+        "no new session for forwards"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", first)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the relay still listens on the removed forward"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        flytube.child.try_wait().unwrap().is_none(),
+        "SIGHUP must not stop flytube"
+    );
+}
+
+#[test]
+fn sigterm_does_not_wait_for_idle_connections_and_a_second_one_cuts_the_drain() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let mut args = relay.args();
+    args.extend(forward(source, echo.port));
+    let mut flytube = Flytube::start(&args);
+    flytube.wait_for("serving", READY);
+    // An idle open connection: the drain limit is 10 s, the stop must not take it.
+    let idle = connect(source);
+    let mut buf = [0u8; 4];
+    use std::io::{Read, Write};
+    (&idle).write_all(b"ping").unwrap();
+    (&idle).read_exact(&mut buf).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let started = Instant::now();
+    flytube.signal("TERM");
+    assert_eq!(flytube.wait_exit(Duration::from_secs(8)).code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    flytube.assert_logged("idle when flytube stopped");
+
+    // A busy connection holds the drain; a second signal ends it at once.
+    let mut flytube = Flytube::start(&args);
+    flytube.wait_for("serving", READY);
+    let busy = connect(source);
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![7u8; 16 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // Keep bytes moving (the echo sends them back; nobody reads them, so the
+        // connection stays busy until the windows fill, then stays not-idle).
+        while Instant::now() < deadline && (&busy).write_all(&chunk).is_ok() {}
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    flytube.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    flytube.signal("TERM");
+    assert_eq!(flytube.wait_exit(Duration::from_secs(8)).code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    flytube.assert_logged("stopping now (second signal)");
+    drop(writer);
+}
+
+#[test]
+fn a_standby_warns_once_then_counts_quietly() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let mut args = relay.args();
+    args.extend(forward(source, echo.port));
+    let active = Flytube::start(&args);
+    active.wait_for("serving", READY);
+    let file = relay.dir.join("standby.yaml");
+    std::fs::write(
+        &file,
+        "reconnect:\n  initial_delay_ms: 100\n  standby_retry_secs: 1\n",
+    )
+    .unwrap();
+    let mut standby_args = args.clone();
+    standby_args.extend(["-c".to_string(), file.display().to_string()]);
+    let standby = Flytube::start(&standby_args);
+    standby.wait_for_n("refused forward", 4, Duration::from_secs(15));
+    let out = standby.output();
+    let warnings = out
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("refused forward"))
+        .count();
+    assert_eq!(warnings, 1, "{out}");
+    assert!(out.contains("times in a row"), "{out}");
+    // The active one goes away: the standby takes over within its retry cap.
+    drop(active);
+    standby.wait_for_n("serving", 1, Duration::from_secs(10));
+}

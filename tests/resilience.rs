@@ -334,10 +334,15 @@ fn drain_limit_cuts_stragglers() {
     args.extend(forward(source, echo.port));
     let mut flytube = Flytube::start(&args);
     flytube.wait_for("serving", READY);
-    let mut c = connect(source);
-    c.write_all(b"x").unwrap();
-    let mut buf = [0u8; 1];
-    c.read_exact(&mut buf).unwrap();
+    // A straggler with bytes in flight: it writes and never reads the echo, so data sits
+    // in the queues (an idle connection would be closed at once, not drained).
+    let c = connect(source);
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![1u8; 16 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline && (&c).write_all(&chunk).is_ok() {}
+    });
+    std::thread::sleep(Duration::from_millis(700));
     let started = Instant::now();
     flytube.signal("TERM");
     let status = flytube.wait_exit(Duration::from_secs(10));
@@ -348,6 +353,7 @@ fn drain_limit_cuts_stragglers() {
         started.elapsed()
     );
     flytube.assert_logged("drain limit 1s reached");
+    drop(writer);
 }
 
 /// CPU seconds (user + system) a process has used so far.

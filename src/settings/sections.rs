@@ -36,6 +36,9 @@ pub const DEFAULT_KEEPALIVE_COUNT: u32 = 3;
 pub const DEFAULT_RECONNECT_INITIAL: Duration = Duration::from_secs(1);
 /// Largest reconnect backoff step.
 pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(60);
+/// Largest wait before asking again for a forward the relay refused: a standby replica
+/// takes over within this long after the active one's port is freed.
+pub const DEFAULT_STANDBY_RETRY: Duration = Duration::from_secs(5);
 /// Connections served at once; each costs two small threads.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
 /// Limit on dialing a target inside the network.
@@ -53,7 +56,7 @@ pub const STRONG_CIPHERS: &[&str] = &[
 ];
 
 /// `relay:` where the relay is and who we are there.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RelaySettings {
     /// Relay host name or address.
     pub host: String,
@@ -129,7 +132,7 @@ impl RelaySettings {
 }
 
 /// `auth:` the key, its certificate and passphrase.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuthSettings {
     /// Private key file.
     pub identity: PathBuf,
@@ -232,7 +235,7 @@ pub(super) fn host_key_to_file(policy: &HostKeyPolicy) -> HostKeyConfig {
 }
 
 /// `keepalive:` liveness probing of the relay.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct KeepaliveSettings {
     /// Silence from the relay before a liveness probe.
     pub interval: Duration,
@@ -271,12 +274,14 @@ impl KeepaliveSettings {
 }
 
 /// `reconnect:` the backoff between attempts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReconnectSettings {
     /// First reconnect backoff step.
     pub initial: Duration,
     /// Largest reconnect backoff step.
     pub max: Duration,
+    /// Largest wait before asking again for a refused forward.
+    pub standby_retry: Duration,
 }
 
 impl ReconnectSettings {
@@ -298,19 +303,30 @@ impl ReconnectSettings {
                 "reconnect.max_delay_secs is smaller than reconnect.initial_delay_ms",
             ));
         }
-        Ok(ReconnectSettings { initial, max })
+        let standby_retry = secs(
+            "reconnect.standby_retry_secs",
+            file.standby_retry_secs,
+            DEFAULT_STANDBY_RETRY,
+            1..=3600,
+        )?;
+        Ok(ReconnectSettings {
+            initial,
+            max,
+            standby_retry,
+        })
     }
 
     pub(super) fn to_file(self) -> ReconnectConfig {
         ReconnectConfig {
             initial_delay_ms: Some(self.initial.as_millis() as u64),
             max_delay_secs: Some(self.max.as_secs()),
+            standby_retry_secs: Some(self.standby_retry.as_secs()),
         }
     }
 }
 
 /// `limits:` resource limits and timeouts of forwarded connections.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LimitsSettings {
     /// Most connections served at once.
     pub max_connections: usize,
@@ -403,7 +419,7 @@ pub(super) fn build_ciphers(
 }
 
 /// `log:` level and format.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LogSettings {
     /// Log level filter.
     pub level: log::LevelFilter,
@@ -445,7 +461,7 @@ impl LogSettings {
 
 /// `metrics:` the operator endpoint; off unless an address is given, loopback only unless
 /// `allow_remote` says otherwise (flytube listens on nothing unless told).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct MetricsSettings {
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub listen: Option<std::net::SocketAddr>,
