@@ -21,6 +21,7 @@ pub mod diagnose;
 pub mod error;
 pub mod forward;
 pub mod hostkey;
+pub mod keyfile;
 pub mod libssh2;
 pub mod logging;
 pub mod metrics;

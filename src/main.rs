@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use flytube::cli::{CheckOptions, Cli, Command, HealthOptions, Options};
 use flytube::notify::{self, DEFAULT_STATUS_FILE};
+use flytube::settings::PASSPHRASE_ENV;
 use flytube::signals;
 use flytube::supervisor::Supervisor;
 use flytube::{Error, Settings, check, logging};
@@ -35,6 +36,7 @@ fn run(options: &Options, env: &HashMap<String, String>) -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return fail(&e),
     };
+    forget_passphrase_variable(env);
     logging::init(settings.log.level, settings.log.format);
     let mut supervisor = match Supervisor::new(settings) {
         Ok(s) => s,
@@ -76,6 +78,19 @@ fn health(options: &HealthOptions) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The passphrase variable has been read: take it out of the environment so that nothing
+/// flytube starts inherits it and nothing in the process reads it again. (The kernel's copy
+/// in /proc/PID/environ stays, readable by the same user and root: a passphrase file or a
+/// systemd credential is the better place, see `man flytube`.)
+#[allow(unsafe_code)]
+fn forget_passphrase_variable(env: &HashMap<String, String>) {
+    if env.contains_key(PASSPHRASE_ENV) {
+        // SAFETY: called from main before any thread is started, so no other thread can be
+        // reading the environment (the reason remove_var is unsafe).
+        unsafe { std::env::remove_var(PASSPHRASE_ENV) };
     }
 }
 

@@ -165,3 +165,82 @@ fn yaml_bombs_are_refused_at_once() {
     assert!(stderr.contains("anchors and aliases"), "{stderr}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
+
+#[test]
+fn key_mistakes_are_configuration_errors_before_connecting() {
+    let s = Setup::new();
+    let dir = &s.dir;
+    // A public key given as the identity.
+    let public = dir.join("id.pub").display().to_string();
+    let mut args = s.args(&[]);
+    let at = args.iter().position(|a| a == "-i").unwrap() + 1;
+    args[at] = public.clone();
+    let (code, stderr, _) = config(&args);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.contains(&format!("identity {public} is a public key")),
+        "{stderr}"
+    );
+
+    // An encrypted key: no passphrase, a wrong one, the right one.
+    let locked = dir.join("locked");
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "s3cret", "-f"])
+            .arg(&locked),
+    );
+    args[at] = locked.display().to_string();
+    let (code, stderr, _) = config(&args);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.contains("is encrypted and no passphrase is set"),
+        "{stderr}"
+    );
+    let wrong = dir.join("wrong");
+    std::fs::write(&wrong, "nope\n").unwrap();
+    let mut with_wrong = args.clone();
+    with_wrong.extend(["--passphrase-file".to_string(), wrong.display().to_string()]);
+    let (code, stderr, _) = config(&with_wrong);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.contains("the passphrase does not decrypt identity"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("nope"),
+        "the passphrase must never be printed: {stderr}"
+    );
+    let right = dir.join("right");
+    std::fs::write(&right, "s3cret\n").unwrap();
+    let mut with_right = args.clone();
+    with_right.extend(["--passphrase-file".to_string(), right.display().to_string()]);
+    let (code, stderr, _) = config(&with_right);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // A certificate for another key.
+    let ca = dir.join("ca");
+    keygen(&ca, "ed25519");
+    let other = dir.join("other");
+    keygen(&other, "ed25519");
+    sign(&ca, &other, "u", "+1d");
+    let mut mismatched = s.args(&[]);
+    mismatched.extend([
+        "--certificate".to_string(),
+        dir.join("other-cert.pub").display().to_string(),
+    ]);
+    let (code, stderr, _) = config(&mismatched);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.contains("certifies another key than the identity"),
+        "{stderr}"
+    );
+
+    // Not a key at all.
+    let garbage = dir.join("garbage");
+    std::fs::write(&garbage, "hello\n").unwrap();
+    std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600)).unwrap();
+    args[at] = garbage.display().to_string();
+    let (code, stderr, _) = config(&args);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("is not a private key"), "{stderr}");
+}

@@ -17,6 +17,7 @@ use crate::config::{
 use crate::error::Result;
 use crate::forward::{join_host_port, parse_port};
 use crate::hostkey::{Fingerprint, HostKeyPolicy};
+use crate::keyfile;
 use crate::logging::LogFormat;
 use crate::text::is_unsafe_char;
 
@@ -156,7 +157,6 @@ impl AuthSettings {
             )
         })?;
         check_readable("identity", &identity)?;
-        check_key_permissions(&identity)?;
         let certificate = match options.certificate.clone().or(file.certificate) {
             Some(path) => {
                 check_readable("certificate", &path)?;
@@ -182,6 +182,14 @@ impl AuthSettings {
                     None => (None, None),
                 },
             };
+        let key_text = read_file("identity", &identity)?;
+        let key = keyfile::check_private_key(&identity, &key_text, passphrase.as_ref())
+            .map_err(config_error)?;
+        check_key_permissions(&identity)?;
+        if let Some(path) = &certificate {
+            let text = read_file("certificate", path)?;
+            keyfile::check_certificate_matches(path, &text, &key).map_err(config_error)?;
+        }
         Ok(AuthSettings {
             identity,
             certificate,
