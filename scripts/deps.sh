@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing flytube needs on Debian/Ubuntu, if it is missing:
 # a C toolchain and OpenSSL/zlib headers for libssh2-sys, OpenSSH (sshd is the test relay,
-# ssh-keygen makes keys and certificates) and python3 (demo target).
+# ssh-keygen makes keys and certificates), python3 (demo target, scripted test servers) and
+# curl (the tests' HTTP client).
 set -euo pipefail
 missing=()
 command -v cc >/dev/null || missing+=(build-essential)
@@ -12,6 +13,7 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v python3 >/dev/null || missing+=(python3)
 command -v pkill >/dev/null || missing+=(procps)
+command -v curl >/dev/null || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
