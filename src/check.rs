@@ -449,9 +449,12 @@ fn forward_step(settings: &Settings, session: &ssh2::Session, spec: &ForwardSpec
 /// Dials the target from here, as the tunnel would.
 fn target_step(settings: &Settings, spec: &ForwardSpec) -> Outcome<()> {
     let t = Instant::now();
-    let name = format!("target {}", spec.target());
+    let name = format!("target {}", spec.target_display());
     let timeout = settings.limits.target_connect_timeout;
-    match net::dial(&spec.target_host, spec.target_port, timeout) {
+    let Some(target) = &spec.target else {
+        return passed((), step(name, Mark::Ok, t, "dynamic: each connection names its destination"));
+    };
+    match net::dial(&target.host, target.port, timeout) {
         Ok(dialed) => {
             let detail = format!("reachable at {}", dialed.addr);
             passed((), step(name, Mark::Ok, t, detail))
@@ -463,7 +466,7 @@ fn target_step(settings: &Settings, spec: &ForwardSpec) -> Outcome<()> {
                 format!(
                     "start the service at {} or fix TARGET_HOST/TARGET_PORT; this machine must \
                      be allowed to reach it",
-                    spec.target()
+                    spec.target_display()
                 )
             };
             Err(failed(

@@ -89,9 +89,15 @@ pub struct Options {
     #[arg(long, env = "FLYTUBE_HOST_KEY_FINGERPRINT", value_name = "SHA256:...")]
     pub host_key_fingerprint: Option<String>,
 
-    /// Remote forward [BIND:]SOURCE_PORT:TARGET_HOST:TARGET_PORT (repeatable; IPv6 in brackets).
+    /// Remote forward [BIND:]SOURCE_PORT:TARGET_HOST:TARGET_PORT, or [BIND:]SOURCE_PORT for a
+    /// dynamic (SOCKS/HTTP CONNECT) forward (repeatable; IPv6 in brackets).
     #[arg(short = 'R', long = "forward", value_name = "SPEC")]
     pub forwards: Vec<String>,
+
+    /// Where -R and SOURCE_PORT targets are dialed from: direct (this machine) or relay
+    /// (a direct-tcpip channel over the same SSH session).
+    #[arg(long, env = "FLYTUBE_TARGET_VIA", value_name = "WHERE", value_parser = ["direct", "relay"])]
+    pub target_via: Option<String>,
 
     /// Seconds of silence from the relay before flytube probes it.
     #[arg(long, env = "FLYTUBE_KEEPALIVE_INTERVAL", value_name = "SECS")]

@@ -96,10 +96,15 @@ pub struct ForwardConfig {
     pub bind: Option<String>,
     /// Port on the relay.
     pub source_port: u32,
-    /// Host dialed inside the network.
-    pub target_host: String,
+    /// Host dialed inside the network; none (with no port) for a dynamic forward.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_host: Option<String>,
     /// Port dialed inside the network.
-    pub target_port: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<u32>,
+    /// `direct` (default) or `relay`: where the target is dialed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// `keepalive:`

@@ -9,7 +9,54 @@ pub const DEFAULT_BIND: &str = "localhost";
 /// `channel_rfwd_bind_host`), and its `GatewayPorts` decides.
 pub const ALL_INTERFACES: &str = "*";
 
-/// A validated `[BIND:]SOURCE_PORT:TARGET_HOST:TARGET_PORT` forward.
+/// Where flytube dials the target of a fixed forward from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Via {
+    /// A TCP connection from this machine (the default).
+    #[default]
+    Direct,
+    /// A `direct-tcpip` channel over the same SSH session: the relay connects, so the
+    /// customer needs no second egress rule.
+    Relay,
+}
+
+impl Via {
+    /// Parses `direct` or `relay`; the error names the value.
+    pub fn parse(text: &str) -> Result<Via, String> {
+        match text {
+            "direct" => Ok(Via::Direct),
+            "relay" => Ok(Via::Relay),
+            other => Err(format!("target via {other:?} is not allowed (use direct or relay)")),
+        }
+    }
+
+    /// The name used in settings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Direct => "direct",
+            Via::Relay => "relay",
+        }
+    }
+}
+
+/// The fixed destination of a forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Host flytube dials (or asks the relay to dial).
+    pub host: String,
+    /// Port flytube dials.
+    pub port: u16,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&join_host_port(&self.host, self.port))
+    }
+}
+
+/// A validated forward: `[BIND:]SOURCE_PORT:TARGET_HOST:TARGET_PORT`, or
+/// `[BIND:]SOURCE_PORT` for a dynamic forward (each connection names its destination in a
+/// SOCKS or HTTP CONNECT handshake, checked against the allow-list), as `ssh -R` means it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardSpec {
     /// Address the relay listens on: `None` for loopback (`localhost`, like `ssh -R`),
@@ -17,13 +64,26 @@ pub struct ForwardSpec {
     pub bind: Option<String>,
     /// Port the relay listens on.
     pub source_port: u16,
-    /// Host flytube dials inside the network.
-    pub target_host: String,
-    /// Port flytube dials inside the network.
-    pub target_port: u16,
+    /// The fixed target; `None` for a dynamic forward.
+    pub target: Option<Target>,
+    /// Where the target is dialed from.
+    pub via: Via,
 }
 
 impl ForwardSpec {
+    /// A fixed forward dialed directly.
+    pub fn fixed(bind: Option<String>, source_port: u16, host: &str, port: u16) -> ForwardSpec {
+        ForwardSpec {
+            bind,
+            source_port,
+            target: Some(Target {
+                host: host.to_string(),
+                port,
+            }),
+            via: Via::Direct,
+        }
+    }
+
     /// The bind address sent to the relay.
     pub fn bind_address(&self) -> &str {
         self.bind.as_deref().unwrap_or(DEFAULT_BIND)
@@ -37,9 +97,22 @@ impl ForwardSpec {
         }
     }
 
-    /// `host:port` of the target, with IPv6 literals in brackets.
-    pub fn target(&self) -> String {
-        join_host_port(&self.target_host, self.target_port)
+    /// The relay side as people write it, e.g. `localhost:8443` (the metrics label).
+    pub fn source(&self) -> String {
+        join_host_port(self.bind_display(), self.source_port)
+    }
+
+    /// `host:port` of the target (IPv6 literals in brackets), or `dynamic`.
+    pub fn target_display(&self) -> String {
+        match &self.target {
+            Some(target) => target.to_string(),
+            None => "dynamic".into(),
+        }
+    }
+
+    /// True for a dynamic forward.
+    pub fn is_dynamic(&self) -> bool {
+        self.target.is_none()
     }
 
     /// Parses the `ssh -R` syntax. The error names the spec and says what is allowed.
@@ -47,23 +120,31 @@ impl ForwardSpec {
         let fields = split_fields(spec).ok_or_else(|| {
             format!("forward {spec:?}: unbalanced '[' ']' (write IPv6 addresses as [2001:db8::1])")
         })?;
-        let (bind, source, host, target) = match fields.as_slice() {
-            [source, host, target] => (None, source, host, target),
-            [bind, source, host, target] => (Some(bind), source, host, target),
+        let (bind, source, target) = match fields.as_slice() {
+            [source] => (None, source, None),
+            [bind, source] => (Some(bind), source, None),
+            [source, host, port] => (None, source, Some((host, port))),
+            [bind, source, host, port] => (Some(bind), source, Some((host, port))),
             _ => {
                 return Err(format!(
-                    "forward {spec:?}: expected [BIND:]SOURCE_PORT:TARGET_HOST:TARGET_PORT"
+                    "forward {spec:?}: expected [BIND:]SOURCE_PORT:TARGET_HOST:TARGET_PORT, or \
+                     [BIND:]SOURCE_PORT for a dynamic forward"
                 ));
             }
         };
-        let bind = bind.map(|b| normalize_bind(b));
+        let target = match target {
+            Some((host, port)) => Some(Target {
+                host: host.to_string(),
+                port: parse_port(port).map_err(|e| format!("forward {spec:?}: target port {e}"))?,
+            }),
+            None => None,
+        };
         let forward = ForwardSpec {
-            bind,
+            bind: bind.map(|b| normalize_bind(b)),
             source_port: parse_port(source)
                 .map_err(|e| format!("forward {spec:?}: source port {e}"))?,
-            target_host: host.to_string(),
-            target_port: parse_port(target)
-                .map_err(|e| format!("forward {spec:?}: target port {e}"))?,
+            target,
+            via: Via::Direct,
         };
         forward
             .validate()
@@ -76,10 +157,22 @@ impl ForwardSpec {
         if self.source_port == 0 {
             return Err("source port 0 is not allowed (use 1-65535)".into());
         }
-        if self.target_port == 0 {
-            return Err("target port 0 is not allowed (use 1-65535)".into());
+        match &self.target {
+            Some(target) => {
+                if target.port == 0 {
+                    return Err("target port 0 is not allowed (use 1-65535)".into());
+                }
+                validate_host("target host", &target.host)?;
+            }
+            None if self.via == Via::Relay => {
+                return Err(
+                    "a dynamic forward dials from inside the network; target via relay is \
+                     for forwards with a fixed target"
+                        .into(),
+                );
+            }
+            None => {}
         }
-        validate_host("target host", &self.target_host)?;
         if let Some(bind) = self.bind.as_deref().filter(|b| !b.is_empty()) {
             validate_host("bind address", bind)?;
         }
@@ -89,12 +182,11 @@ impl ForwardSpec {
 
 impl fmt::Display for ForwardSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} -> {}",
-            join_host_port(self.bind_display(), self.source_port),
-            self.target()
-        )
+        write!(f, "{} -> {}", self.source(), self.target_display())?;
+        if self.via == Via::Relay {
+            f.write_str(" via relay")?;
+        }
+        Ok(())
     }
 }
 
@@ -182,19 +274,19 @@ mod tests {
         let f = ForwardSpec::parse("8443:gitlab.internal:443").unwrap();
         assert_eq!(f.bind, None);
         assert_eq!(f.source_port, 8443);
-        assert_eq!(f.target(), "gitlab.internal:443");
+        assert_eq!(f.target_display(), "gitlab.internal:443");
         assert_eq!(f.to_string(), "localhost:8443 -> gitlab.internal:443");
         let f = ForwardSpec::parse("0.0.0.0:80:10.0.0.5:8080").unwrap();
         assert_eq!(f.bind.as_deref(), Some("0.0.0.0"));
-        assert_eq!(f.target_port, 8080);
+        assert_eq!(f.target.unwrap().port, 8080);
     }
 
     #[test]
     fn parses_ipv6_in_brackets() {
         let f = ForwardSpec::parse("[::1]:9000:[2001:db8::7]:6443").unwrap();
         assert_eq!(f.bind.as_deref(), Some("::1"));
-        assert_eq!(f.target_host, "2001:db8::7");
-        assert_eq!(f.target(), "[2001:db8::7]:6443");
+        assert_eq!(f.target.as_ref().unwrap().host, "2001:db8::7");
+        assert_eq!(f.target_display(), "[2001:db8::7]:6443");
     }
 
     #[test]
@@ -213,9 +305,20 @@ mod tests {
     }
 
     #[test]
+    fn port_alone_is_a_dynamic_forward() {
+        let f = ForwardSpec::parse("1080").unwrap();
+        assert!(f.is_dynamic());
+        assert_eq!(f.to_string(), "localhost:1080 -> dynamic");
+        let f = ForwardSpec::parse("0.0.0.0:1080").unwrap();
+        assert_eq!((f.bind.as_deref(), f.source_port), (Some("0.0.0.0"), 1080));
+        let f = ForwardSpec::parse("[::1]:1080").unwrap();
+        assert_eq!(f.bind.as_deref(), Some("::1"));
+    }
+
+    #[test]
     fn rejects_bad_specs_with_the_value_named() {
         for (spec, needle) in [
-            ("8443:gitlab", "expected [BIND:]SOURCE_PORT"),
+            ("8443:gitlab", "\"gitlab\" is not a number"),
             ("70000:h:1", "70000 is outside 1-65535"),
             ("0:h:1", "0 is outside 1-65535"),
             ("1:h:x", "\"x\" is not a number"),

@@ -404,8 +404,8 @@ impl<'a> Pump<'a> {
             return;
         }
         let plan = TargetPlan {
-            host: spec.target_host.clone(),
-            port: spec.target_port,
+            host: spec.target.as_ref().map(|t| t.host.clone()).unwrap_or_default(),
+            port: spec.target.as_ref().map_or(0, |t| t.port),
             connect_timeout: self.settings.limits.target_connect_timeout,
         };
         log::debug!("conn {id}: new on {spec}");
@@ -433,7 +433,7 @@ impl<'a> Pump<'a> {
         let spec = &slot.spec;
         let target = conn
             .target_addr()
-            .map_or_else(|| spec.target(), |a| a.to_string());
+            .map_or_else(|| spec.target_display(), |a| a.to_string());
         let duration_s = conn.started.elapsed().as_secs_f64();
         log::info!(
             conn = conn.id,

@@ -125,7 +125,13 @@ impl Settings {
                 file.host_key.unwrap_or_default(),
                 host_key == HostKeyRequirement::Required,
             )?,
-            forwards: forwards::build(&options.forwards, env, file.forwards, &mut notes)?,
+            forwards: forwards::build(
+                &options.forwards,
+                env,
+                file.forwards,
+                target_via(options)?,
+                &mut notes,
+            )?,
             keepalive: KeepaliveSettings::build(options, file.keepalive.unwrap_or_default())?,
             reconnect: ReconnectSettings::build(file.reconnect.unwrap_or_default())?,
             limits: LimitsSettings::build(options, file.limits.unwrap_or_default())?,
@@ -230,6 +236,15 @@ impl Settings {
         out.push_str(&config::render_yaml(&self.to_file_config()));
         out
     }
+}
+
+/// `--target-via` / `FLYTUBE_TARGET_VIA`, if given.
+fn target_via(options: &Options) -> Result<Option<crate::forward::Via>> {
+    options
+        .target_via
+        .as_deref()
+        .map(|text| crate::forward::Via::parse(text).map_err(config_error))
+        .transpose()
 }
 
 fn config_error(message: impl Into<String>) -> Error {

@@ -6,17 +6,19 @@ use std::collections::HashMap;
 use super::config_error;
 use crate::config::ForwardConfig;
 use crate::error::Result;
-use crate::forward::{ForwardSpec, normalize_bind, parse_port};
+use crate::forward::{ForwardSpec, Target, Via, normalize_bind, parse_port};
 
 /// The onboarding variables of a container, all or none.
 pub const ONBOARDING_VARIABLES: [&str; 3] = ["SOURCE_PORT", "TARGET_HOST", "TARGET_PORT"];
 
 /// Builds and checks the forward list: at least one, no relay port used twice. Anything
-/// ignored on the way is said in `notes`.
+/// ignored on the way is said in `notes`. `via` (from `--target-via`) applies to the
+/// forwards of the command line and the environment; file forwards carry their own.
 pub(super) fn build(
     cli: &[String],
     env: &HashMap<String, String>,
     file: Option<Vec<ForwardConfig>>,
+    via: Option<Via>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<ForwardSpec>> {
     let file_has_forwards = file.as_ref().is_some_and(|f| !f.is_empty());
@@ -43,12 +45,21 @@ pub(super) fn build(
             Err(e) => return Err(e),
         }
     };
+    let with_via = |mut forward: ForwardSpec| -> Result<ForwardSpec> {
+        if let Some(via) = via {
+            forward.via = via;
+            forward
+                .validate()
+                .map_err(|e| config_error(format!("forward {forward}: {e}")))?;
+        }
+        Ok(forward)
+    };
     let forwards = if !cli.is_empty() {
         cli.iter()
-            .map(|spec| ForwardSpec::parse(spec).map_err(config_error))
+            .map(|spec| ForwardSpec::parse(spec).map_err(config_error).and_then(with_via))
             .collect::<Result<Vec<_>>>()?
     } else if let Some(forward) = env_forward {
-        vec![forward]
+        vec![with_via(forward)?]
     } else {
         file.unwrap_or_default()
             .into_iter()
@@ -82,8 +93,9 @@ pub(super) fn to_file(forwards: &[ForwardSpec]) -> Vec<ForwardConfig> {
         .map(|f| ForwardConfig {
             bind: f.bind.as_ref().map(|_| f.bind_display().to_string()),
             source_port: f.source_port.into(),
-            target_host: f.target_host.clone(),
-            target_port: f.target_port.into(),
+            target_host: f.target.as_ref().map(|t| t.host.clone()),
+            target_port: f.target.as_ref().map(|t| t.port.into()),
+            via: (f.via != Via::Direct).then(|| f.via.name().to_string()),
         })
         .collect()
 }
@@ -114,16 +126,12 @@ fn from_env(env: &HashMap<String, String>) -> Result<Option<ForwardSpec>> {
             )));
         }
     };
-    let forward = ForwardSpec {
-        bind: None,
-        source_port: parse_port(source).map_err(|e| config_error(format!("SOURCE_PORT {e}")))?,
-        target_host: host
-            .trim()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        target_port: parse_port(target).map_err(|e| config_error(format!("TARGET_PORT {e}")))?,
-    };
+    let forward = ForwardSpec::fixed(
+        None,
+        parse_port(source).map_err(|e| config_error(format!("SOURCE_PORT {e}")))?,
+        host.trim().trim_start_matches('[').trim_end_matches(']'),
+        parse_port(target).map_err(|e| config_error(format!("TARGET_PORT {e}")))?,
+    );
     forward
         .validate()
         .map_err(|e| config_error(format!("TARGET_HOST: {e}")))?;
@@ -140,11 +148,28 @@ fn from_file(index: usize, f: ForwardConfig) -> Result<ForwardSpec> {
             ))),
         }
     };
+    let target = match (f.target_host, f.target_port) {
+        (Some(host), Some(target_port)) => Some(Target {
+            host,
+            port: port("target_port", target_port)?,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(config_error(format!(
+                "{at}: target_host and target_port go together (leave both out for a dynamic \
+                 forward)"
+            )));
+        }
+    };
+    let via = match f.via.as_deref() {
+        None => Via::Direct,
+        Some(text) => Via::parse(text).map_err(|e| config_error(format!("{at}.via: {e}")))?,
+    };
     let forward = ForwardSpec {
         bind: f.bind.as_deref().map(normalize_bind),
         source_port: port("source_port", f.source_port)?,
-        target_host: f.target_host,
-        target_port: port("target_port", f.target_port)?,
+        target,
+        via,
     };
     forward
         .validate()
@@ -177,11 +202,12 @@ mod tests {
         let file = vec![ForwardConfig {
             bind: None,
             source_port: 8443,
-            target_host: "gitlab".into(),
-            target_port: 443,
+            target_host: Some("gitlab".into()),
+            target_port: Some(443),
+            via: None,
         }];
         let mut notes = Vec::new();
-        let forwards = build(&[], &env, Some(file), &mut notes).unwrap();
+        let forwards = build(&[], &env, Some(file), None, &mut notes).unwrap();
         assert_eq!(forwards.len(), 1);
         assert!(
             notes[0].contains("TARGET_PORT=\"tcp://10.96.0.5:443\" ignored"),
@@ -189,7 +215,7 @@ mod tests {
         );
         assert!(notes[0].contains("enableServiceLinks"), "{notes:?}");
         // Without forwards in the file the same variables stay an error.
-        let err = build(&[], &env, None, &mut Vec::new()).unwrap_err();
+        let err = build(&[], &env, None, None, &mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("go together"), "{err}");
     }
 }
