@@ -17,6 +17,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod dynamic;
 pub mod error;
 pub mod forward;
 pub mod hostkey;
