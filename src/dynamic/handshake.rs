@@ -78,6 +78,8 @@ pub enum Progress {
     Reject {
         /// The error reply; empty when the protocol has none (garbage first byte).
         reply: Vec<u8>,
+        /// What `reply` tells the client (`Malformed` when nothing is sent).
+        outcome: Outcome,
         /// Why, for the log.
         reason: String,
     },
@@ -135,6 +137,7 @@ impl Handshake {
         if self.state == State::Done {
             return Progress::Reject {
                 reply: Vec::new(),
+                outcome: Outcome::Malformed,
                 reason: "the handshake is already over".into(),
             };
         }
@@ -177,6 +180,7 @@ impl Handshake {
                 Some(&byte) => {
                     return Progress::Reject {
                         reply: Vec::new(),
+                        outcome: Outcome::Malformed,
                         reason: format!("not a proxy handshake (first byte 0x{byte:02x})"),
                     };
                 }
@@ -196,6 +200,7 @@ impl Handshake {
     fn fail(&self, outcome: Outcome, reason: impl Into<String>) -> Progress {
         Progress::Reject {
             reply: self.abort(&outcome),
+            outcome,
             reason: reason.into(),
         }
     }
@@ -224,6 +229,7 @@ impl Handshake {
         if !methods.contains(&0x00) {
             return Progress::Reject {
                 reply: SOCKS5_NO_METHOD.to_vec(),
+                outcome: Outcome::Failure,
                 reason: format!(
                     "socks5 client offers no method without authentication (offers {methods:02x?})"
                 ),
@@ -582,7 +588,7 @@ mod tests {
 
     fn rejection(progress: Progress) -> (Vec<u8>, String) {
         match progress {
-            Progress::Reject { reply, reason } => (reply, reason),
+            Progress::Reject { reply, reason, .. } => (reply, reason),
             other => panic!("expected a rejection, got {other:?}"),
         }
     }
