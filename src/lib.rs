@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod diagnose;
+pub mod dynamic;
 pub mod error;
 pub mod forward;
 pub mod hostkey;

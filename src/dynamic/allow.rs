@@ -1,0 +1,1012 @@
+//! The customer's allow-list for the dynamic forward: `allow` and `deny` rules, and the
+//! decision for one request made on the very addresses that will be dialed.
+//!
+//! Semantics (issue 10):
+//! - A name rule (`db.corp`, `*.corp`, `*`) is checked against the name the client asked
+//!   for; an address or CIDR rule against the address asked for, or against each address
+//!   the name resolved to. `*.corp` is any subdomain of `corp`, not `corp` itself; `*` is
+//!   any name and never an address (allow every address with `0.0.0.0/0` and `::/0`).
+//! - `deny` wins over `allow`.
+//! - Loopback (127/8, ::1, the name `localhost` and its subdomains, RFC 6761 §6.3),
+//!   link-local (169.254/16 with cloud metadata, fe80::/10) and unspecified addresses
+//!   (0.0.0.0/8, ::) are refused unless an address or CIDR rule inside that range allows
+//!   them: `127.0.0.1` or `169.254.169.254/32` do, `*`, `*.corp`, `localhost` and
+//!   `0.0.0.0/0` do not. IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) are judged as the
+//!   IPv4 address they carry, in requests, resolutions and rules alike.
+//! - A name that resolves to allowed and forbidden addresses is served on the allowed ones
+//!   only. The guarantee that matters is that nothing forbidden is ever dialed, and it
+//!   holds either way; refusing the whole name would also break every dual-stack name
+//!   whose rule covers one family only. The caller resolves once, decides, and dials
+//!   exactly `Decision::addrs` (or what `dialable` returns), so no second lookup can swap
+//!   the addresses between check and dial (DNS rebinding).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+
+use super::target::{Host, Target, normalize_name};
+
+/// What a rule may be, for error messages.
+const RULE_SYNTAX: &str = "a rule is HOST[:PORT] or HOST:LOW-HIGH, where HOST is a DNS name, \
+     *.domain, *, an IP address or a CIDR (IPv6 in brackets when a port follows, \
+     e.g. [fd00::/8]:443)";
+
+/// Address ranges a name rule never opens, with the word the log uses for them.
+const GUARDED: [(Net, &str); 6] = [
+    (Net::v4(Ipv4Addr::new(127, 0, 0, 0), 8), "loopback"),
+    (Net::v6(Ipv6Addr::LOCALHOST, 128), "loopback"),
+    (Net::v4(Ipv4Addr::new(169, 254, 0, 0), 16), "link-local"),
+    (
+        Net::v6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10),
+        "link-local",
+    ),
+    // Linux dials 0.0.0.0 as the local host; the rest of 0/8 ("this network", RFC 1122)
+    // cannot be dialed at all, so the whole block is guarded alike.
+    (Net::v4(Ipv4Addr::UNSPECIFIED, 8), "unspecified"),
+    (Net::v6(Ipv6Addr::UNSPECIFIED, 128), "unspecified"),
+];
+
+/// An address block: `addr/prefix` with no host bits set, IPv4-mapped blocks as IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Net {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Net {
+    const fn v4(addr: Ipv4Addr, prefix: u8) -> Net {
+        Net {
+            addr: IpAddr::V4(addr),
+            prefix,
+        }
+    }
+
+    const fn v6(addr: Ipv6Addr, prefix: u8) -> Net {
+        Net {
+            addr: IpAddr::V6(addr),
+            prefix,
+        }
+    }
+
+    /// `addr` or `addr/prefix`.
+    fn parse(text: &str) -> Result<Net, String> {
+        let (addr_text, prefix_text) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr_text
+            .parse()
+            .map_err(|_| format!("{addr_text:?} is not an IP address"))?;
+        let bits = bits_of(addr);
+        let prefix = match prefix_text {
+            None => bits,
+            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
+                match p.parse::<u8>() {
+                    Ok(prefix) if prefix <= bits => prefix,
+                    _ => return Err(format!("prefix /{p} is outside 0-{bits}")),
+                }
+            }
+            Some(p) => return Err(format!("prefix /{p} is not a number")),
+        };
+        let net = Net { addr, prefix };
+        if net.network() != addr {
+            return Err(format!(
+                "{text} has bits set after the prefix; the block is {}/{prefix}",
+                net.network()
+            ));
+        }
+        Ok(net.canonical())
+    }
+
+    /// The address with every bit after the prefix cleared.
+    fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from_bits(a.to_bits() & mask32(self.prefix))),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from_bits(a.to_bits() & mask128(self.prefix))),
+        }
+    }
+
+    /// `::ffff:a.b.c.d/96+n` is the IPv4 block `a.b.c.d/n`: addresses are compared in
+    /// their IPv4 form, so rules must be too.
+    fn canonical(self) -> Net {
+        match self.addr {
+            IpAddr::V6(a) if self.prefix >= 96 => match a.to_ipv4_mapped() {
+                Some(v4) => Net::v4(v4, self.prefix - 96),
+                None => self,
+            },
+            _ => self,
+        }
+    }
+
+    /// True when `addr` (canonical) is in the block.
+    fn contains(&self, addr: IpAddr) -> bool {
+        match (self.addr, addr) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => a.to_bits() & mask32(self.prefix) == net.to_bits(),
+            (IpAddr::V6(net), IpAddr::V6(a)) => a.to_bits() & mask128(self.prefix) == net.to_bits(),
+            _ => false,
+        }
+    }
+
+    /// True when the whole block lies inside `outer`.
+    fn within(&self, outer: &Net) -> bool {
+        self.prefix >= outer.prefix && outer.contains(self.addr)
+    }
+}
+
+impl fmt::Display for Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+fn bits_of(addr: IpAddr) -> u8 {
+    match addr {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+fn mask32(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+fn mask128(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
+}
+
+/// What a rule's HOST part matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pattern {
+    /// `*`: any name.
+    AnyName,
+    /// `*.domain`: any name ending in `.domain`.
+    Subdomains(String),
+    /// An exact name.
+    Name(String),
+    /// An address or a CIDR block.
+    Net(Net),
+}
+
+/// One allow or deny rule: `HOST[:PORT]` or `HOST:LOW-HIGH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    text: String,
+    pattern: Pattern,
+    low: u16,
+    high: u16,
+}
+
+impl Rule {
+    /// Parses one rule. The error names the rule, what is wrong and what is allowed.
+    pub fn parse(text: &str) -> Result<Rule, String> {
+        let text = text.trim();
+        Rule::parse_inner(text).map_err(|e| format!("rule {text:?}: {e}; {RULE_SYNTAX}"))
+    }
+
+    fn parse_inner(text: &str) -> Result<Rule, String> {
+        if text.is_empty() {
+            return Err("the rule is empty".into());
+        }
+        let (host, ports, bracketed) = split_rule(text)?;
+        let pattern = if bracketed {
+            if !host
+                .split('/')
+                .next()
+                .is_some_and(|addr| addr.contains(':'))
+            {
+                return Err("brackets are for IPv6 addresses only".into());
+            }
+            Pattern::Net(Net::parse(host)?)
+        } else if host == "*" {
+            Pattern::AnyName
+        } else if let Some(domain) = host.strip_prefix("*.") {
+            if domain.contains('*') {
+                return Err("a wildcard may only be `*` or a leading `*.`".into());
+            }
+            Pattern::Subdomains(normalize_name(domain)?)
+        } else if host.contains('*') {
+            return Err("a wildcard may only be `*` or a leading `*.`".into());
+        } else if host.contains('/') || host.parse::<IpAddr>().is_ok() {
+            Pattern::Net(Net::parse(host)?)
+        } else {
+            Pattern::Name(normalize_name(host)?)
+        };
+        let (low, high) = match ports {
+            None => (1, u16::MAX),
+            Some(spec) => parse_ports(spec)?,
+        };
+        Ok(Rule {
+            text: text.to_string(),
+            pattern,
+            low,
+            high,
+        })
+    }
+
+    /// The rule as written (trimmed), for logs.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// True for address and CIDR rules, the only ones that can open guarded ranges.
+    pub fn is_address(&self) -> bool {
+        matches!(self.pattern, Pattern::Net(_))
+    }
+
+    fn has_port(&self, port: u16) -> bool {
+        (self.low..=self.high).contains(&port)
+    }
+
+    /// A name rule that matches `name` (normalized) and `port`.
+    fn matches_name(&self, name: &str, port: u16) -> bool {
+        self.has_port(port)
+            && match &self.pattern {
+                Pattern::AnyName => true,
+                Pattern::Subdomains(domain) => name
+                    .strip_suffix(domain.as_str())
+                    .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+                Pattern::Name(exact) => exact == name,
+                Pattern::Net(_) => false,
+            }
+    }
+
+    /// An address rule that covers `addr` (canonical) and `port`.
+    fn covers(&self, addr: IpAddr, port: u16) -> bool {
+        self.has_port(port) && matches!(&self.pattern, Pattern::Net(net) if net.contains(addr))
+    }
+
+    /// An address rule lying wholly inside `range`: it names guarded addresses explicitly.
+    fn inside(&self, range: &Net) -> bool {
+        matches!(&self.pattern, Pattern::Net(net) if net.within(range))
+    }
+}
+
+impl FromStr for Rule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Rule, String> {
+        Rule::parse(text)
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Splits HOST from the port part: `[v6 or v6/len]:PORT`, bare IPv6 (two colons or more,
+/// no port), or `host:PORT`. Returns whether the host was bracketed.
+fn split_rule(text: &str) -> Result<(&str, Option<&str>, bool), String> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or("'[' without ']'")?;
+        return match after {
+            "" => Ok((host, None, true)),
+            _ => match after.strip_prefix(':') {
+                Some(ports) => Ok((host, Some(ports), true)),
+                None => Err(format!("unexpected {after:?} after ']'")),
+            },
+        };
+    }
+    if text.contains(['[', ']']) {
+        return Err("brackets must enclose the whole IPv6 address".into());
+    }
+    if text.matches(':').count() >= 2 {
+        return Ok((text, None, false));
+    }
+    match text.split_once(':') {
+        Some((host, ports)) => Ok((host, Some(ports), false)),
+        None => Ok((text, None, false)),
+    }
+}
+
+/// `PORT` or `LOW-HIGH`, each in 1-65535.
+fn parse_ports(spec: &str) -> Result<(u16, u16), String> {
+    let port = |text: &str| -> Result<u16, String> {
+        if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("port {text:?} is not a number in 1-65535"));
+        }
+        match text.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(p),
+            _ => Err(format!("port {text} is outside 1-65535")),
+        }
+    };
+    match spec.split_once('-') {
+        Some((low, high)) => {
+            let (low, high) = (port(low)?, port(high)?);
+            if low > high {
+                return Err(format!("port range {spec} runs backwards"));
+            }
+            Ok((low, high))
+        }
+        None => port(spec).map(|p| (p, p)),
+    }
+}
+
+/// The verdict on one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// True when at least one address may be dialed.
+    pub allowed: bool,
+    /// The rule that decided: the allow rule of the first address to dial, or the deny
+    /// rule that refused. `None` when no rule matched.
+    pub rule: Option<String>,
+    /// One line for the log: which rule, and any address left out and why.
+    pub reason: String,
+    /// The addresses that may be dialed, in the order given; empty when refused.
+    pub addrs: Vec<IpAddr>,
+}
+
+impl Decision {
+    fn refused(rule: Option<&Rule>, reason: String) -> Decision {
+        Decision {
+            allowed: false,
+            rule: rule.map(|r| r.text.clone()),
+            reason,
+            addrs: Vec::new(),
+        }
+    }
+}
+
+/// The allow and deny lists of the dynamic forward.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// A destination must match one of these...
+    pub allow: Vec<Rule>,
+    /// ...and none of these.
+    pub deny: Vec<Rule>,
+}
+
+impl Policy {
+    /// Parses both lists; the error names the list (`allow` or `deny`) and the bad rule.
+    pub fn parse<A: AsRef<str>, D: AsRef<str>>(allow: &[A], deny: &[D]) -> Result<Policy, String> {
+        let list = |name: &str, rules: Vec<&str>| -> Result<Vec<Rule>, String> {
+            rules
+                .into_iter()
+                .map(|text| Rule::parse(text).map_err(|e| format!("{name} {e}")))
+                .collect()
+        };
+        Ok(Policy {
+            allow: list("allow", allow.iter().map(AsRef::as_ref).collect())?,
+            deny: list("deny", deny.iter().map(AsRef::as_ref).collect())?,
+        })
+    }
+
+    /// The decision when it does not depend on what a name resolves to: always for an
+    /// address; for a name refused by a deny name rule, or matched by no allow name rule
+    /// while no allow address rule exists. `None`: resolve, then call `decide`. Skipping
+    /// the lookup keeps refused names out of the network's DNS.
+    pub fn decide_unresolved(&self, requested: &Target) -> Option<Decision> {
+        let Some(name) = judged_name(requested) else {
+            return Some(self.decide(requested, &[]));
+        };
+        let port = requested.port;
+        if let Some(rule) = self.deny.iter().find(|r| r.matches_name(&name, port)) {
+            return Some(Decision::refused(
+                Some(rule),
+                format!("denied by rule {rule}"),
+            ));
+        }
+        let name_allowed = self.name_rule(&name, port).is_some();
+        if !name_allowed && !self.allow.iter().any(Rule::is_address) {
+            return Some(Decision::refused(None, no_rule_reason(&name, port)));
+        }
+        None
+    }
+
+    /// Decides `requested` given the addresses its name resolved to (ignored for an
+    /// address). The addresses to dial are in `Decision::addrs`.
+    pub fn decide(&self, requested: &Target, resolved: &[IpAddr]) -> Decision {
+        let port = requested.port;
+        let name = judged_name(requested);
+        let candidates = match (&name, &requested.host) {
+            (Some(_), _) => resolved.to_vec(),
+            (None, Host::Addr(addr)) => vec![*addr],
+            (None, Host::Name(text)) => text.parse().into_iter().collect(),
+        };
+        if let Some(name) = &name {
+            if let Some(rule) = self.deny.iter().find(|r| r.matches_name(name, port)) {
+                return Decision::refused(Some(rule), format!("denied by rule {rule}"));
+            }
+            if candidates.is_empty() {
+                return Decision::refused(None, format!("{name} resolved to no address"));
+            }
+        }
+        let name_rule = name.as_deref().and_then(|n| self.name_rule(n, port));
+        let mut addrs = Vec::new();
+        let mut first_rule = None;
+        let mut deny_rule = None;
+        let mut left_out = Vec::new();
+        for &addr in &candidates {
+            match self.judge(addr, port, name_rule) {
+                Ok(rule) => {
+                    first_rule.get_or_insert(rule);
+                    addrs.push(addr);
+                }
+                Err((rule, why)) => {
+                    if deny_rule.is_none() {
+                        deny_rule = rule;
+                    }
+                    left_out.push(why);
+                }
+            }
+        }
+        match first_rule {
+            Some(rule) => {
+                let mut reason = format!("allowed by rule {rule}");
+                if !left_out.is_empty() {
+                    reason.push_str(&format!("; not dialing {}", left_out.join(", ")));
+                }
+                Decision {
+                    allowed: true,
+                    rule: Some(rule.text.clone()),
+                    reason,
+                    addrs,
+                }
+            }
+            None if left_out.is_empty() => Decision::refused(None, no_rule_reason("", port)),
+            None => Decision::refused(deny_rule, left_out.join(", ")),
+        }
+    }
+
+    /// `decide` on resolver output: the addresses to dial keep their order and form
+    /// (IPv6 scope ids included), and an address target dials just itself.
+    pub fn dialable(
+        &self,
+        requested: &Target,
+        resolved: &[SocketAddr],
+    ) -> (Decision, Vec<SocketAddr>) {
+        let ips: Vec<IpAddr> = resolved.iter().map(SocketAddr::ip).collect();
+        let decision = self.decide(requested, &ips);
+        let addrs = match judged_name(requested) {
+            Some(_) => resolved
+                .iter()
+                .filter(|a| decision.addrs.contains(&a.ip()))
+                .copied()
+                .collect(),
+            None => decision
+                .addrs
+                .iter()
+                .map(|&ip| SocketAddr::new(ip, requested.port))
+                .collect(),
+        };
+        (decision, addrs)
+    }
+
+    /// The allow name rule for `name`, unless the name is `localhost`, which only an
+    /// address rule may open.
+    fn name_rule(&self, name: &str, port: u16) -> Option<&Rule> {
+        if is_localhost(name) {
+            return None;
+        }
+        self.allow.iter().find(|r| r.matches_name(name, port))
+    }
+
+    /// The allow rule for one address, or the deny rule (if any) and why it is left out.
+    fn judge<'a>(
+        &'a self,
+        addr: IpAddr,
+        port: u16,
+        name_rule: Option<&'a Rule>,
+    ) -> Result<&'a Rule, (Option<&'a Rule>, String)> {
+        let ip = addr.to_canonical();
+        if let Some(rule) = self.deny.iter().find(|r| r.covers(ip, port)) {
+            return Err((Some(rule), format!("{ip} (denied by rule {rule})")));
+        }
+        if let Some((range, kind)) = GUARDED.iter().find(|(range, _)| range.contains(ip)) {
+            return self
+                .allow
+                .iter()
+                .find(|r| r.covers(ip, port) && r.inside(range))
+                .ok_or_else(|| {
+                    (
+                        None,
+                        format!("{ip} ({kind}: only an address rule inside {range} allows it)"),
+                    )
+                });
+        }
+        name_rule
+            .or_else(|| self.allow.iter().find(|r| r.covers(ip, port)))
+            .ok_or_else(|| {
+                (
+                    None,
+                    format!("{ip} (no allow rule matches it on port {port})"),
+                )
+            })
+    }
+}
+
+/// The name to judge by name rules: `None` for an address, including a name that is an
+/// address literal (the parser already turns those into addresses; this is the backstop).
+fn judged_name(target: &Target) -> Option<String> {
+    match &target.host {
+        Host::Addr(_) => None,
+        Host::Name(name) if name.parse::<IpAddr>().is_ok() => None,
+        Host::Name(name) => {
+            let name = name.strip_suffix('.').unwrap_or(name);
+            Some(name.to_ascii_lowercase())
+        }
+    }
+}
+
+fn is_localhost(name: &str) -> bool {
+    name == "localhost" || name.ends_with(".localhost")
+}
+
+fn no_rule_reason(name: &str, port: u16) -> String {
+    if is_localhost(name) {
+        format!("{name} is loopback: only an address rule inside 127.0.0.0/8 or ::1 allows it")
+    } else if name.is_empty() {
+        format!("no allow rule matches on port {port}")
+    } else {
+        format!("no allow rule matches {name} on port {port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(allow: &[&str], deny: &[&str]) -> Policy {
+        Policy::parse(allow, deny).unwrap()
+    }
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    fn name(host: &str, port: u16) -> Target {
+        Target::name(host, port)
+    }
+
+    fn addr(host: &str, port: u16) -> Target {
+        Target::addr(host.parse().unwrap(), port)
+    }
+
+    #[track_caller]
+    fn assert_allowed(decision: &Decision, rule: &str, addrs: &[&str]) {
+        assert!(decision.allowed, "{decision:?}");
+        assert_eq!(decision.rule.as_deref(), Some(rule), "{decision:?}");
+        assert_eq!(decision.addrs, ips(addrs), "{decision:?}");
+    }
+
+    #[track_caller]
+    fn assert_refused(decision: &Decision, rule: Option<&str>, why: &str) {
+        assert!(!decision.allowed, "{decision:?}");
+        assert!(decision.addrs.is_empty(), "{decision:?}");
+        assert_eq!(decision.rule.as_deref(), rule, "{decision:?}");
+        assert!(decision.reason.contains(why), "{decision:?}");
+    }
+
+    // ---- parsing ----
+
+    #[test]
+    fn rules_that_parse() {
+        let good = [
+            "db.corp.example",
+            "DB.Corp.Example.:5432",
+            "*.corp.example:443",
+            "*:8000-8999",
+            "*",
+            "10.0.0.7",
+            "10.0.0.0/8:22",
+            "0.0.0.0/0",
+            "fd00::1",
+            "fd00::/8",
+            "[fd00::1]:443",
+            "[fd00::/8]:1-1024",
+            "[::ffff:10.0.0.0/104]",
+            " git.corp:22 ",
+        ];
+        for text in good {
+            let rule = Rule::parse(text).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(rule.as_str(), text.trim());
+            assert_eq!(rule.to_string(), text.trim());
+        }
+        assert!("*.corp:80".parse::<Rule>().is_ok());
+    }
+
+    #[test]
+    fn bad_rules_name_the_rule_and_the_syntax() {
+        let bad = [
+            "",
+            "db.corp:",
+            "db.corp:0",
+            "db.corp:65536",
+            "db.corp:http",
+            "db.corp:+80",
+            "db.corp:90-80",
+            "db.corp:80-",
+            "db.corp:1:2",
+            "db corp",
+            "*.*.corp",
+            "db.*.corp",
+            "*corp",
+            "**",
+            "10.0.0.1/8",
+            "10.0.0.0/33",
+            "10.0.0.0/x",
+            "10.0.0.0/",
+            "10.0.0",
+            "fd00::1/129",
+            "[fd00::1",
+            "[fd00::1]443",
+            "[db.corp]:80",
+            "[10.0.0.1]:80",
+            "fd00::[1]",
+            "0x7f000001",
+        ];
+        for text in bad {
+            let err = Rule::parse(text).expect_err(text);
+            assert!(
+                err.starts_with(&format!("rule {:?}: ", text.trim())),
+                "{err}"
+            );
+            assert!(err.contains("HOST[:PORT] or HOST:LOW-HIGH"), "{err}");
+        }
+        let err = Rule::parse("10.0.0.1/8").unwrap_err();
+        assert!(err.contains("10.0.0.0/8"), "{err}");
+    }
+
+    #[test]
+    fn policy_errors_name_the_list() {
+        let err = Policy::parse(&["db:1"], &["bad rule"]).unwrap_err();
+        assert!(err.starts_with("deny rule \"bad rule\": "), "{err}");
+        let err = Policy::parse(&["*:0"], &[] as &[&str]).unwrap_err();
+        assert!(err.starts_with("allow rule \"*:0\": "), "{err}");
+    }
+
+    // ---- names ----
+
+    #[test]
+    fn exact_names_ignore_case_and_the_trailing_dot() {
+        let p = policy(&["Git.Corp.Example."], &[]);
+        let resolved = ips(&["10.0.0.5"]);
+        assert_allowed(
+            &p.decide(&name("git.corp.example", 22), &resolved),
+            "Git.Corp.Example.",
+            &["10.0.0.5"],
+        );
+        assert_allowed(
+            &p.decide(&name("GIT.corp.example.", 22), &resolved),
+            "Git.Corp.Example.",
+            &["10.0.0.5"],
+        );
+        assert_refused(
+            &p.decide(&name("corp.example", 22), &resolved),
+            None,
+            "no allow rule",
+        );
+    }
+
+    #[test]
+    fn wildcard_is_subdomains_only() {
+        let p = policy(&["*.corp.example"], &[]);
+        let resolved = ips(&["10.0.0.5"]);
+        for host in ["a.corp.example", "a.b.corp.example"] {
+            assert!(p.decide(&name(host, 443), &resolved).allowed, "{host}");
+        }
+        for host in [
+            "corp.example",
+            "xcorp.example",
+            "corp.example.evil",
+            "evil.example",
+        ] {
+            assert_refused(
+                &p.decide(&name(host, 443), &resolved),
+                None,
+                "no allow rule",
+            );
+        }
+    }
+
+    #[test]
+    fn star_is_any_name_but_no_address() {
+        let p = policy(&["*"], &[]);
+        assert!(
+            p.decide(&name("anything.example", 1), &ips(&["192.0.2.1"]))
+                .allowed
+        );
+        assert_refused(&p.decide(&addr("192.0.2.1", 1), &[]), None, "no allow rule");
+    }
+
+    #[test]
+    fn ports_and_ranges() {
+        let p = policy(
+            &["db.corp:5432", "*.web.corp:8000-8999", "[fd00::/8]:443"],
+            &[],
+        );
+        let v4 = ips(&["10.0.0.5"]);
+        assert!(p.decide(&name("db.corp", 5432), &v4).allowed);
+        assert_refused(&p.decide(&name("db.corp", 22), &v4), None, "no allow rule");
+        assert!(p.decide(&name("a.web.corp", 8000), &v4).allowed);
+        assert!(p.decide(&name("a.web.corp", 8999), &v4).allowed);
+        assert!(!p.decide(&name("a.web.corp", 9000), &v4).allowed);
+        assert!(!p.decide(&name("a.web.corp", 7999), &v4).allowed);
+        assert!(p.decide(&addr("fd12::1", 443), &[]).allowed);
+        assert!(!p.decide(&addr("fd12::1", 80), &[]).allowed);
+        assert!(!p.decide(&addr("fe12::1", 443), &[]).allowed);
+    }
+
+    // ---- addresses ----
+
+    #[test]
+    fn address_rules_check_what_a_name_resolves_to() {
+        let p = policy(&["10.0.0.0/8"], &[]);
+        assert_allowed(
+            &p.decide(&name("db.corp", 5432), &ips(&["10.1.2.3"])),
+            "10.0.0.0/8",
+            &["10.1.2.3"],
+        );
+        assert_refused(
+            &p.decide(&name("db.corp", 5432), &ips(&["192.0.2.1"])),
+            None,
+            "192.0.2.1 (no allow rule",
+        );
+        assert_allowed(
+            &p.decide(&addr("10.9.9.9", 1), &[]),
+            "10.0.0.0/8",
+            &["10.9.9.9"],
+        );
+    }
+
+    #[test]
+    fn mixed_resolution_dials_only_allowed_addresses() {
+        let p = policy(&["*.corp.example"], &[]);
+        let decision = p.decide(
+            &name("app.corp.example", 443),
+            &ips(&["10.0.0.1", "169.254.169.254", "10.0.0.2", "127.0.0.1"]),
+        );
+        assert_allowed(&decision, "*.corp.example", &["10.0.0.1", "10.0.0.2"]);
+        assert!(
+            decision
+                .reason
+                .contains("not dialing 169.254.169.254 (link-local"),
+            "{decision:?}"
+        );
+        assert!(
+            decision.reason.contains("127.0.0.1 (loopback"),
+            "{decision:?}"
+        );
+        // Dual stack with a rule for one family: dial that family.
+        let p = policy(&["10.0.0.0/8"], &[]);
+        let decision = p.decide(&name("db.corp", 1), &ips(&["fd00::5", "10.0.0.5"]));
+        assert_allowed(&decision, "10.0.0.0/8", &["10.0.0.5"]);
+    }
+
+    #[test]
+    fn resolving_to_nothing_is_refused() {
+        let p = policy(&["*"], &[]);
+        assert_refused(
+            &p.decide(&name("db.corp", 1), &[]),
+            None,
+            "resolved to no address",
+        );
+    }
+
+    // ---- deny ----
+
+    #[test]
+    fn deny_wins() {
+        let p = policy(
+            &["*", "10.0.0.0/8"],
+            &["secret.corp", "*.vault.corp:8200", "10.0.0.5"],
+        );
+        let v4 = ips(&["10.0.0.9"]);
+        assert_refused(
+            &p.decide(&name("secret.corp", 443), &v4),
+            Some("secret.corp"),
+            "denied by rule secret.corp",
+        );
+        assert_refused(
+            &p.decide(&name("a.vault.corp", 8200), &v4),
+            Some("*.vault.corp:8200"),
+            "denied",
+        );
+        assert!(p.decide(&name("a.vault.corp", 443), &v4).allowed);
+        assert_refused(
+            &p.decide(&addr("10.0.0.5", 22), &[]),
+            Some("10.0.0.5"),
+            "denied by rule 10.0.0.5",
+        );
+        assert_refused(
+            &p.decide(&name("db.corp", 22), &ips(&["10.0.0.5"])),
+            Some("10.0.0.5"),
+            "10.0.0.5 (denied by rule 10.0.0.5)",
+        );
+        let decision = p.decide(&name("db.corp", 22), &ips(&["10.0.0.5", "10.0.0.6"]));
+        assert_allowed(&decision, "*", &["10.0.0.6"]);
+    }
+
+    #[test]
+    fn deny_is_checked_on_the_mapped_form_too() {
+        let p = policy(&["0.0.0.0/0"], &["10.0.0.5"]);
+        assert_refused(
+            &p.decide(&addr("::ffff:10.0.0.5", 22), &[]),
+            Some("10.0.0.5"),
+            "denied",
+        );
+    }
+
+    // ---- guarded ranges ----
+
+    #[test]
+    fn star_asked_for_localhost_is_refused() {
+        let p = policy(&["*"], &[]);
+        let decision = p.decide(&name("localhost", 22), &ips(&["127.0.0.1", "::1"]));
+        assert_refused(&decision, None, "127.0.0.1 (loopback");
+        assert!(decision.reason.contains("::1 (loopback"), "{decision:?}");
+        // Even an exact name rule does not open it: only an address rule does.
+        let p = policy(&["localhost"], &[]);
+        assert!(
+            !p.decide(&name("localhost", 22), &ips(&["127.0.0.1"]))
+                .allowed
+        );
+        assert_refused(
+            &p.decide_unresolved(&name("localhost", 22)).unwrap(),
+            None,
+            "loopback",
+        );
+        // localhost is loopback whatever /etc/hosts says.
+        let p = policy(&["*", "0.0.0.0/0"], &[]);
+        let decision = p.decide(&name("app.localhost", 22), &ips(&["192.0.2.1"]));
+        assert_allowed(&decision, "0.0.0.0/0", &["192.0.2.1"]);
+    }
+
+    #[test]
+    fn wildcard_name_resolving_to_guarded_addresses_is_refused() {
+        let p = policy(&["*.corp.example"], &[]);
+        for guarded in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "169.254.169.254",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "::",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            let decision = p.decide(&name("x.corp.example", 80), &ips(&[guarded]));
+            assert!(!decision.allowed, "{guarded}: {decision:?}");
+        }
+    }
+
+    #[test]
+    fn guarded_addresses_need_a_rule_inside_their_range() {
+        let metadata = addr("169.254.169.254", 80);
+        for allow in [
+            &["*"][..],
+            &["0.0.0.0/0"],
+            &["169.0.0.0/8"],
+            &["*", "0.0.0.0/0", "::/0"],
+        ] {
+            assert_refused(
+                &policy(allow, &[]).decide(&metadata, &[]),
+                None,
+                "link-local",
+            );
+        }
+        for allow in [
+            "169.254.169.254",
+            "169.254.169.254:80",
+            "169.254.0.0/16",
+            "169.254.169.0/24",
+        ] {
+            assert_allowed(
+                &policy(&[allow], &[]).decide(&metadata, &[]),
+                allow,
+                &["169.254.169.254"],
+            );
+        }
+        assert!(
+            !policy(&["169.254.169.254:443"], &[])
+                .decide(&metadata, &[])
+                .allowed
+        );
+        let cases = [
+            ("127.0.0.1", "127.0.0.1", true),
+            ("127.0.0.1", "127.0.0.0/8", true),
+            ("127.0.0.1", "0.0.0.0/0", false),
+            ("::1", "::1", true),
+            ("::1", "::/0", false),
+            ("::1", "::/127", false),
+            ("fe80::1", "fe80::/10", true),
+            ("fe80::1", "fe80::/64", true),
+            ("fe80::1", "fe00::/7", false),
+            ("0.0.0.0", "0.0.0.0/0", false),
+            ("0.0.0.0", "0.0.0.0", true),
+            ("0.1.2.3", "0.0.0.0/8", true),
+            ("::", "::/0", false),
+            ("::", "::/128", true),
+            ("::ffff:127.0.0.1", "0.0.0.0/0", false),
+            ("::ffff:127.0.0.1", "127.0.0.1", true),
+            ("127.0.0.1", "::ffff:127.0.0.1", true),
+            ("::ffff:10.0.0.1", "10.0.0.0/8", true),
+            ("10.0.0.1", "[::ffff:10.0.0.0/104]", true),
+        ];
+        for (target, allow, allowed) in cases {
+            let decision = policy(&[allow], &[]).decide(&addr(target, 80), &[]);
+            assert_eq!(
+                decision.allowed, allowed,
+                "{target} with allow {allow}: {decision:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn localhost_by_name_with_an_address_rule() {
+        let p = policy(&["127.0.0.1:8080"], &[]);
+        let decision = p.decide(&name("localhost", 8080), &ips(&["::1", "127.0.0.1"]));
+        assert_allowed(&decision, "127.0.0.1:8080", &["127.0.0.1"]);
+    }
+
+    #[test]
+    fn names_holding_literals_are_judged_as_addresses() {
+        let p = policy(&["*"], &[]);
+        assert!(
+            !p.decide(&name("127.0.0.1", 80), &ips(&["10.0.0.1"]))
+                .allowed
+        );
+        assert!(!p.decide(&name("10.0.0.1", 80), &[]).allowed);
+        let p = policy(&["10.0.0.0/8"], &[]);
+        assert_allowed(
+            &p.decide(&name("10.0.0.1", 80), &[]),
+            "10.0.0.0/8",
+            &["10.0.0.1"],
+        );
+    }
+
+    // ---- before resolving, and dialing ----
+
+    #[test]
+    fn decide_unresolved_skips_the_lookup_when_it_can() {
+        let names_only = policy(&["*.corp"], &["bad.corp"]);
+        assert_refused(
+            &names_only.decide_unresolved(&name("x.other", 1)).unwrap(),
+            None,
+            "no allow rule matches x.other",
+        );
+        assert_refused(
+            &names_only.decide_unresolved(&name("bad.corp", 1)).unwrap(),
+            Some("bad.corp"),
+            "denied",
+        );
+        assert_eq!(names_only.decide_unresolved(&name("x.corp", 1)), None);
+        assert!(
+            !names_only
+                .decide_unresolved(&addr("10.0.0.1", 1))
+                .unwrap()
+                .allowed
+        );
+        // With an address rule any name may resolve into it: resolve first.
+        let with_cidr = policy(&["10.0.0.0/8"], &[]);
+        assert_eq!(with_cidr.decide_unresolved(&name("x.other", 1)), None);
+        assert!(
+            with_cidr
+                .decide_unresolved(&addr("10.0.0.1", 1))
+                .unwrap()
+                .allowed
+        );
+    }
+
+    #[test]
+    fn dialable_keeps_resolver_order_and_form() {
+        let p = policy(&["*.corp", "[fe80::/10]"], &[]);
+        let resolved: Vec<SocketAddr> = vec![
+            "[::ffff:127.0.0.1]:80".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+            "[fe80::1%2]:80".parse().unwrap(),
+            "10.0.0.1:80".parse().unwrap(),
+        ];
+        let (decision, addrs) = p.dialable(&name("x.corp", 80), &resolved);
+        assert!(decision.allowed);
+        assert_eq!(addrs, [resolved[1], resolved[2], resolved[3]]);
+        let (decision, addrs) = p.dialable(&addr("fe80::9", 80), &resolved);
+        assert!(decision.allowed);
+        assert_eq!(addrs, ["[fe80::9]:80".parse::<SocketAddr>().unwrap()]);
+        let (decision, addrs) = p.dialable(&addr("10.0.0.1", 80), &resolved);
+        assert!(!decision.allowed);
+        assert!(addrs.is_empty());
+    }
+}
