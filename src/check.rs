@@ -452,7 +452,15 @@ fn target_step(settings: &Settings, spec: &ForwardSpec) -> Outcome<()> {
     let name = format!("target {}", spec.target_display());
     let timeout = settings.limits.target_connect_timeout;
     let Some(target) = &spec.target else {
-        return passed((), step(name, Mark::Ok, t, "dynamic: each connection names its destination"));
+        return passed(
+            (),
+            step(
+                name,
+                Mark::Ok,
+                t,
+                "dynamic: each connection names its destination",
+            ),
+        );
     };
     match net::dial(&target.host, target.port, timeout) {
         Ok(dialed) => {

@@ -94,6 +94,17 @@ pub struct Options {
     #[arg(short = 'R', long = "forward", value_name = "SPEC")]
     pub forwards: Vec<String>,
 
+    /// A destination dynamic forwards may reach: HOST[:PORT] or HOST:LOW-HIGH, HOST a name,
+    /// *.domain, *, an address or CIDR (repeatable; FLYTUBE_ALLOW holds rules separated by
+    /// whitespace).
+    #[arg(long = "allow", value_name = "RULE")]
+    pub allow: Vec<String>,
+
+    /// A destination dynamic forwards must not reach; wins over --allow (repeatable;
+    /// FLYTUBE_DENY holds rules separated by whitespace).
+    #[arg(long = "deny", value_name = "RULE")]
+    pub deny: Vec<String>,
+
     /// Where -R and SOURCE_PORT targets are dialed from: direct (this machine) or relay
     /// (a direct-tcpip channel over the same SSH session).
     #[arg(long, env = "FLYTUBE_TARGET_VIA", value_name = "WHERE", value_parser = ["direct", "relay"])]

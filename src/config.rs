@@ -35,6 +35,12 @@ pub struct FileConfig {
     /// SSH ciphers in order of preference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ciphers: Option<Vec<String>>,
+    /// Destinations a dynamic forward may reach (rules: HOST[:PORT], HOST:LOW-HIGH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<String>>,
+    /// Destinations a dynamic forward must not reach; wins over `allow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny: Option<Vec<String>>,
     /// Allow ciphers below 256-bit AEAD/CTR.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_weaker_ciphers: Option<bool>,
@@ -143,6 +149,9 @@ pub struct LimitsConfig {
     pub idle_timeout_secs: Option<u64>,
     /// On SIGTERM, how long in-flight connections may finish.
     pub drain_timeout_secs: Option<u64>,
+    /// How long a dynamic-forward client has for its SOCKS / HTTP CONNECT handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout_secs: Option<u64>,
 }
 
 /// `log:`

@@ -338,6 +338,12 @@ impl Conn {
                 None => self.target_eof = true,
             },
             Ok(Up::DialFailed(why)) => self.abort(format!("target unreachable: {why}")),
+            Ok(Up::Refused(why)) => {
+                // The reply is queued ahead of this: send it, then EOF, like a target
+                // that answered and closed.
+                self.reason.get_or_insert(why);
+                self.target_eof = true;
+            }
             Ok(Up::Failed(why)) => self.abort(why),
             Err(TryRecvError::Empty) => return false,
             Err(TryRecvError::Disconnected) => self.abort("target worker ended"),

@@ -26,7 +26,9 @@ impl Via {
         match text {
             "direct" => Ok(Via::Direct),
             "relay" => Ok(Via::Relay),
-            other => Err(format!("target via {other:?} is not allowed (use direct or relay)")),
+            other => Err(format!(
+                "target via {other:?} is not allowed (use direct or relay)"
+            )),
         }
     }
 
@@ -139,10 +141,17 @@ impl ForwardSpec {
             }),
             None => None,
         };
+        let source_port = parse_port(source).map_err(|e| match (&target, bind) {
+            // "8443:gitlab": a target without its port, more likely than a bind address.
+            (None, Some(_)) => format!(
+                "forward {spec:?}: expected [BIND:]SOURCE_PORT:TARGET_HOST:TARGET_PORT, or \
+                 [BIND:]SOURCE_PORT for a dynamic forward ({source:?} is not a port)"
+            ),
+            _ => format!("forward {spec:?}: source port {e}"),
+        })?;
         let forward = ForwardSpec {
             bind: bind.map(|b| normalize_bind(b)),
-            source_port: parse_port(source)
-                .map_err(|e| format!("forward {spec:?}: source port {e}"))?,
+            source_port,
             target,
             via: Via::Direct,
         };
@@ -318,7 +327,7 @@ mod tests {
     #[test]
     fn rejects_bad_specs_with_the_value_named() {
         for (spec, needle) in [
-            ("8443:gitlab", "\"gitlab\" is not a number"),
+            ("8443:gitlab", "expected [BIND:]SOURCE_PORT:TARGET_HOST"),
             ("70000:h:1", "70000 is outside 1-65535"),
             ("0:h:1", "0 is outside 1-65535"),
             ("1:h:x", "\"x\" is not a number"),

@@ -23,7 +23,7 @@ use crate::signals::ReloadHandle;
 use crate::state::{ConnResult, ForwardState, State};
 use crate::wake::{self, Interest, WakeReceiver, Waker};
 use crate::watchdog::Liveness;
-use crate::worker::{self, Link, TargetPlan, ThreadCount};
+use crate::worker::{self, DynamicPlan, Link, TargetPlan, ThreadCount};
 
 /// Longest sleep when nothing is due: housekeeping (idle limits, drain, close grace) runs
 /// at least this often.
@@ -404,8 +404,17 @@ impl<'a> Pump<'a> {
             return;
         }
         let plan = TargetPlan {
-            host: spec.target.as_ref().map(|t| t.host.clone()).unwrap_or_default(),
+            host: spec
+                .target
+                .as_ref()
+                .map(|t| t.host.clone())
+                .unwrap_or_default(),
             port: spec.target.as_ref().map_or(0, |t| t.port),
+            dynamic: spec.is_dynamic().then(|| DynamicPlan {
+                forward: spec.to_string(),
+                policy: self.settings.policy.clone(),
+                handshake_timeout: self.settings.limits.handshake_timeout,
+            }),
             connect_timeout: self.settings.limits.target_connect_timeout,
         };
         log::debug!("conn {id}: new on {spec}");
@@ -792,7 +801,7 @@ fn log_refusal(slot: &Slot, delay: Duration) {
 fn result_of(reason: &str) -> ConnResult {
     if reason == "completed" {
         ConnResult::Completed
-    } else if reason.starts_with("target unreachable") {
+    } else if reason.starts_with("target unreachable") || reason.starts_with("dynamic forward") {
         ConnResult::TargetFailed
     } else {
         ConnResult::Aborted

@@ -13,6 +13,7 @@ use std::fmt;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use forwards::ONBOARDING_VARIABLES;
@@ -20,6 +21,7 @@ pub use sections::*;
 
 use crate::cli::Options;
 use crate::config::{self, FileConfig};
+use crate::dynamic::Policy;
 use crate::error::{Error, Result};
 use crate::forward::ForwardSpec;
 use crate::hostkey::HostKeyPolicy;
@@ -71,6 +73,8 @@ pub struct Settings {
     pub allow_weaker_ciphers: bool,
     /// Log level and format.
     pub log: LogSettings,
+    /// Where dynamic forwards may connect.
+    pub policy: Arc<Policy>,
     /// The operator endpoint.
     pub metrics: MetricsSettings,
     /// The JSON status file for `flytube health`, if any.
@@ -116,6 +120,14 @@ impl Settings {
         let mut notes = Vec::new();
         let allow_weaker_ciphers =
             options.allow_weaker_ciphers || file.allow_weaker_ciphers.unwrap_or(false);
+        let forwards = forwards::build(
+            &options.forwards,
+            env,
+            file.forwards,
+            target_via(options)?,
+            &mut notes,
+        )?;
+        let policy = build_policy(options, env, file.allow, file.deny, &forwards)?;
         Ok(Settings {
             config_path,
             relay: RelaySettings::build(options, file.relay.unwrap_or_default())?,
@@ -125,13 +137,8 @@ impl Settings {
                 file.host_key.unwrap_or_default(),
                 host_key == HostKeyRequirement::Required,
             )?,
-            forwards: forwards::build(
-                &options.forwards,
-                env,
-                file.forwards,
-                target_via(options)?,
-                &mut notes,
-            )?,
+            forwards,
+            policy: Arc::new(policy),
             keepalive: KeepaliveSettings::build(options, file.keepalive.unwrap_or_default())?,
             reconnect: ReconnectSettings::build(file.reconnect.unwrap_or_default())?,
             limits: LimitsSettings::build(options, file.limits.unwrap_or_default())?,
@@ -180,6 +187,7 @@ impl Settings {
         note(&mut out, self.keepalive != new.keepalive, "keepalive", next);
         note(&mut out, self.reconnect != new.reconnect, "reconnect", now);
         note(&mut out, self.limits != new.limits, "limits", now);
+        note(&mut out, self.policy != new.policy, "allow/deny", now);
         note(&mut out, self.log != new.log, "log", restart);
         note(&mut out, self.metrics != new.metrics, "metrics", restart);
         note(
@@ -212,6 +220,20 @@ impl Settings {
             reconnect: Some(self.reconnect.to_file()),
             limits: Some(self.limits.to_file()),
             ciphers: Some(self.ciphers.clone()),
+            allow: Some(
+                self.policy
+                    .allow
+                    .iter()
+                    .map(|r| r.as_str().to_string())
+                    .collect(),
+            ),
+            deny: Some(
+                self.policy
+                    .deny
+                    .iter()
+                    .map(|r| r.as_str().to_string())
+                    .collect(),
+            ),
             allow_weaker_ciphers: Some(self.allow_weaker_ciphers),
             log: Some(self.log.to_file()),
             metrics: Some(self.metrics.to_file()),

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 
+use crate::dynamic::{self, Policy};
 use crate::net;
 use crate::wake::Waker;
 
@@ -38,6 +39,9 @@ pub enum Up {
     Connected(TcpStream, SocketAddr),
     /// The target could not be reached.
     DialFailed(String),
+    /// A dynamic-forward request was refused (not allowed, unreachable, malformed); the
+    /// reply has been queued as `Data` before this. Ends the target side like an EOF.
+    Refused(String),
     /// Bytes the target sent.
     Data(Vec<u8>),
     /// The target finished sending (FIN).
@@ -140,12 +144,25 @@ impl Drop for ThreadGuard {
 /// Where and how to dial.
 #[derive(Clone)]
 pub struct TargetPlan {
-    /// Target host name or address.
+    /// Target host name or address (unused for a dynamic forward).
     pub host: String,
-    /// Target port.
+    /// Target port (unused for a dynamic forward).
     pub port: u16,
     /// Connect limit per address.
     pub connect_timeout: Duration,
+    /// Set for a dynamic forward: the client's handshake names the destination.
+    pub dynamic: Option<DynamicPlan>,
+}
+
+/// What a dynamic-forward connection needs before it can dial.
+#[derive(Clone)]
+pub struct DynamicPlan {
+    /// The forward, for the log line.
+    pub forward: String,
+    /// The customer's allow/deny rules.
+    pub policy: Arc<Policy>,
+    /// How long the client has for its handshake.
+    pub handshake_timeout: Duration,
 }
 
 /// Starts the worker of connection `id` and returns the pump's ends of its queues.
@@ -197,7 +214,23 @@ fn run_worker(
         waker.wake();
         delivered
     };
-    let (stream, addr) = match dial_target(&plan) {
+    let dialed = match &plan.dynamic {
+        None => dial_target(&plan),
+        Some(dynamic) => {
+            match serve_handshake(id, &plan, dynamic, &down, &flags, &waker, &send_up) {
+                Ok(dialed) => Ok(dialed),
+                Err(why) => {
+                    send_up(Up::Refused(why));
+                    // Keep the queues open until the pump has sent the reply and the
+                    // client has gone (or the handshake limit passes): closing them now
+                    // would make the pump cut the channel before the reply is out.
+                    linger(&down, &flags, &waker, dynamic.handshake_timeout);
+                    return;
+                }
+            }
+        }
+    };
+    let (stream, addr) = match dialed {
         Ok(dialed) => dialed,
         Err(e) => {
             send_up(Up::DialFailed(e));
@@ -231,6 +264,108 @@ fn run_worker(
         return;
     }
     copy_from_target(stream, send_up);
+}
+
+/// A dynamic-forward connection up to the point where bytes can flow: the client's
+/// handshake (read from the pump's queue, under the handshake limit), the allow-list
+/// decision, one resolution, a dial of allowed addresses only, and the reply. Bytes the
+/// client sent after its request go to the target first.
+fn serve_handshake(
+    id: u64,
+    plan: &TargetPlan,
+    dynamic: &DynamicPlan,
+    down: &Receiver<Down>,
+    flags: &WriterShared,
+    waker: &Waker,
+    send_up: &impl Fn(Up) -> bool,
+) -> Result<(TcpStream, SocketAddr), String> {
+    let read = |wait: Duration| -> io::Result<Option<Vec<u8>>> {
+        let message = down.recv_timeout(wait).map_err(|e| match e {
+            RecvTimeoutError::Timeout => io::Error::from(io::ErrorKind::TimedOut),
+            RecvTimeoutError::Disconnected => io::Error::other("connection ended"),
+        })?;
+        took_message(flags, waker, &message);
+        Ok(match message {
+            Down::Data(bytes) => Some(bytes),
+            Down::Eof => None,
+        })
+    };
+    let send = |bytes: Vec<u8>| {
+        send_up(Up::Data(bytes));
+    };
+    let dial = |addrs: &[SocketAddr]| {
+        let dialed = net::connect_any(addrs, plan.connect_timeout)?;
+        net::tune_target_socket(&dialed.stream);
+        Ok(dialed)
+    };
+    let outcome = dynamic::negotiate(
+        read,
+        send,
+        &dynamic.policy,
+        dynamic.handshake_timeout,
+        net::resolve,
+        dial,
+    );
+    match outcome {
+        Ok(negotiated) => {
+            log_dynamic(id, &dynamic.forward, &negotiated.report);
+            let mut stream = negotiated.dialed.stream;
+            if !negotiated.leftover.is_empty() {
+                stream
+                    .write_all(&negotiated.leftover)
+                    .map_err(|e| format!("write to target: {e}"))?;
+            }
+            Ok((stream, negotiated.dialed.addr))
+        }
+        Err(refusal) => {
+            log_dynamic(id, &dynamic.forward, &refusal.report);
+            Err(format!("dynamic forward: {}", refusal.report))
+        }
+    }
+}
+
+/// The per-connection decision line of a dynamic forward, with the same fields in JSON.
+fn log_dynamic(id: u64, forward: &str, report: &dynamic::Report) {
+    let requested = report.requested.as_ref().map(|t| t.to_string());
+    let dialed = report.dialed.map(|a| a.to_string());
+    log::info!(
+        conn = id,
+        forward = forward,
+        protocol = report.protocol.map(|p| p.name()),
+        requested = requested.as_deref(),
+        dialed = dialed.as_deref(),
+        allowed = report.allowed,
+        rule = report.rule.as_deref();
+        "conn {id}: forward {forward}: {report}"
+    );
+}
+
+/// The bookkeeping the writer does for each message it takes, done by whoever takes it.
+fn took_message(flags: &WriterShared, waker: &Waker, message: &Down) {
+    let (stalled, unwritten, _) = flags;
+    if stalled.swap(false, Ordering::SeqCst) {
+        waker.wake();
+    }
+    if matches!(message, Down::Data(_)) {
+        unwritten.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Drops what the client still sends until it leaves or `limit` passes.
+fn linger(down: &Receiver<Down>, flags: &WriterShared, waker: &Waker, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match down.recv_timeout(left) {
+            Ok(message) => {
+                took_message(flags, waker, &message);
+                if matches!(message, Down::Eof) {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 /// Resolves the target afresh and tries each address under the connect timeout.

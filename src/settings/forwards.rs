@@ -56,7 +56,11 @@ pub(super) fn build(
     };
     let forwards = if !cli.is_empty() {
         cli.iter()
-            .map(|spec| ForwardSpec::parse(spec).map_err(config_error).and_then(with_via))
+            .map(|spec| {
+                ForwardSpec::parse(spec)
+                    .map_err(config_error)
+                    .and_then(with_via)
+            })
             .collect::<Result<Vec<_>>>()?
     } else if let Some(forward) = env_forward {
         vec![with_via(forward)?]

@@ -336,6 +336,8 @@ impl ReconnectSettings {
 /// `limits:` resource limits and timeouts of forwarded connections.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LimitsSettings {
+    /// How long a dynamic-forward client has for its proxy handshake.
+    pub handshake_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
     /// Limit on dialing a target.
@@ -363,6 +365,12 @@ impl LimitsSettings {
             }
         };
         Ok(LimitsSettings {
+            handshake_timeout: secs(
+                "limits.handshake_timeout_secs",
+                file.handshake_timeout_secs,
+                crate::dynamic::DEFAULT_HANDSHAKE_TIMEOUT,
+                1..=600,
+            )?,
             max_connections,
             target_connect_timeout: secs(
                 "limits.target_connect_timeout_secs",
@@ -386,6 +394,7 @@ impl LimitsSettings {
             target_connect_timeout_secs: Some(self.target_connect_timeout.as_secs()),
             idle_timeout_secs: Some(self.idle_timeout.map_or(0, |d| d.as_secs())),
             drain_timeout_secs: Some(self.drain_timeout.as_secs()),
+            handshake_timeout_secs: Some(self.handshake_timeout.as_secs()),
         }
     }
 }
@@ -510,6 +519,40 @@ impl MetricsSettings {
             allow_remote: Some(self.allow_remote),
         }
     }
+}
+
+/// `allow:` and `deny:` the customer's rules for dynamic forwards: from `--allow`/`--deny`
+/// (or `FLYTUBE_ALLOW`/`FLYTUBE_DENY`, rules separated by whitespace), else the file. Every
+/// rule is checked now; a dynamic forward with no allow rule is an error.
+pub(super) fn build_policy(
+    options: &Options,
+    env: &HashMap<String, String>,
+    file_allow: Option<Vec<String>>,
+    file_deny: Option<Vec<String>>,
+    forwards: &[crate::forward::ForwardSpec],
+) -> Result<crate::dynamic::Policy> {
+    let from = |cli: &[String], variable: &str, file: Option<Vec<String>>| -> Vec<String> {
+        if !cli.is_empty() {
+            return cli.to_vec();
+        }
+        match env.get(variable) {
+            Some(value) => value.split_whitespace().map(str::to_string).collect(),
+            None => file.unwrap_or_default(),
+        }
+    };
+    let allow = from(&options.allow, "FLYTUBE_ALLOW", file_allow);
+    let deny = from(&options.deny, "FLYTUBE_DENY", file_deny);
+    let policy = crate::dynamic::Policy::parse(&allow, &deny).map_err(config_error)?;
+    if let Some(dynamic) = forwards.iter().find(|f| f.is_dynamic())
+        && policy.allow.is_empty()
+    {
+        return Err(config_error(format!(
+            "forward {dynamic} is dynamic but the allow list is empty: set allow (--allow \
+             RULE, FLYTUBE_ALLOW or allow: in the file) to the destinations it may reach, \
+             e.g. *.corp.example:443 or 10.0.0.0/8"
+        )));
+    }
+    Ok(policy)
 }
 
 /// `HOST[:PORT]`, `[IPV6]:PORT` or a bare IPv6 address.
