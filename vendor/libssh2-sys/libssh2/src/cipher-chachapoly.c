@@ -33,6 +33,125 @@ static int chachapoly_timingsafe_bcmp(const void *b1, const void *b2, size_t n)
     return ret != 0;
 }
 
+#if LIBSSH2_CHACHAPOLY_EVP
+/* ChaCha20 over len bytes with OpenSSH's 64-bit counter and 64-bit nonce (the
+   sequence number): OpenSSL's 16-byte IV is the counter (little-endian) then
+   the nonce, so counter || seqbuf lays out the same state. */
+static int chacha_evp(EVP_CIPHER_CTX *evp, const unsigned char *seqbuf,
+                      unsigned char counter, const unsigned char *src,
+                      unsigned char *dest, size_t len)
+{
+    unsigned char iv[16];
+
+    memset(iv, 0, 8);
+    iv[0] = counter;
+    memcpy(iv + 8, seqbuf, 8);
+    if(!EVP_CipherInit_ex(evp, NULL, NULL, NULL, iv, 1))
+        return -1;
+    if(len > UINT_MAX || EVP_Cipher(evp, dest, src, (unsigned int)len) < 0)
+        return -1;
+    return 0;
+}
+
+static EVP_CIPHER_CTX *chacha_evp_new(const unsigned char *key)
+{
+    EVP_CIPHER_CTX *evp = EVP_CIPHER_CTX_new();
+
+    if(evp && !EVP_CipherInit_ex(evp, EVP_chacha20(), NULL, key, NULL, 1)) {
+        EVP_CIPHER_CTX_free(evp);
+        evp = NULL;
+    }
+    return evp;
+}
+
+int chachapoly_init(struct chachapoly_ctx *ctx, const unsigned char *key,
+                    size_t keylen)
+{
+    if(keylen != (32 + 32)) /* 2 x 256-bit keys */
+        return LIBSSH2_ERROR_INVAL;
+    ctx->main_evp = chacha_evp_new(key);
+    ctx->header_evp = chacha_evp_new(key + 32);
+    if(!ctx->main_evp || !ctx->header_evp) {
+        chachapoly_free(ctx);
+        return LIBSSH2_ERROR_ALLOC;
+    }
+    return 0;
+}
+
+void chachapoly_free(struct chachapoly_ctx *ctx)
+{
+    EVP_CIPHER_CTX_free(ctx->main_evp);
+    EVP_CIPHER_CTX_free(ctx->header_evp);
+    ctx->main_evp = NULL;
+    ctx->header_evp = NULL;
+}
+
+int chachapoly_crypt(struct chachapoly_ctx *ctx, libssh2_uint64_t seqnr,
+                     unsigned char *dest, const unsigned char *src, size_t len,
+                     size_t aadlen, int do_encrypt)
+{
+    unsigned char seqbuf[8];
+    unsigned char expected_tag[POLY1305_TAGLEN], poly_key[POLY1305_KEYLEN];
+    int r = LIBSSH2_ERROR_DECRYPT;  /* fail */
+    unsigned char *ptr = &seqbuf[0];
+
+    /* ChaCha20 with counter 0 makes the Poly1305 key. */
+    memset(poly_key, 0, sizeof(poly_key));
+    ssh2_store_u64(&ptr, seqnr);
+    if(chacha_evp(ctx->main_evp, seqbuf, 0, poly_key, poly_key,
+                  sizeof(poly_key)))
+        goto out;
+
+    /* If decrypting, check tag before anything else */
+    if(!do_encrypt) {
+        const unsigned char *tag = src + aadlen + len;
+
+        poly1305_auth(expected_tag, src, aadlen + len, poly_key);
+        if(chachapoly_timingsafe_bcmp(expected_tag, tag, POLY1305_TAGLEN))
+            goto out;
+    }
+
+    /* The length with the header key, the payload from block counter 1. */
+    if(aadlen && chacha_evp(ctx->header_evp, seqbuf, 0, src, dest, aadlen))
+        goto out;
+    if(chacha_evp(ctx->main_evp, seqbuf, 1, src + aadlen, dest + aadlen, len))
+        goto out;
+
+    /* If encrypting, calculate and append tag */
+    if(do_encrypt)
+        poly1305_auth(dest + aadlen + len, dest, aadlen + len, poly_key);
+
+    r = LIBSSH2_ERROR_NONE;
+out:
+    ssh2_explicit_zero(expected_tag, sizeof(expected_tag));
+    ssh2_explicit_zero(seqbuf, sizeof(seqbuf));
+    ssh2_explicit_zero(poly_key, sizeof(poly_key));
+    return r;
+}
+
+int chachapoly_get_length(struct chachapoly_ctx *ctx, unsigned int *plenp,
+                          libssh2_uint64_t seqnr, const unsigned char *cp,
+                          size_t len)
+{
+    unsigned char buf[4], seqbuf[8];
+    unsigned char *ptr = &seqbuf[0];
+
+    if(len < 4)
+        return -1;  /* fail */
+    ssh2_store_u64(&ptr, seqnr);
+    if(chacha_evp(ctx->header_evp, seqbuf, 0, cp, buf, 4))
+        return -1;
+    *plenp = ssh2_ntohu32(buf);
+    return 0;  /* success */
+}
+
+#else /* !LIBSSH2_CHACHAPOLY_EVP: the portable chacha.c */
+
+void chachapoly_free(struct chachapoly_ctx *ctx)
+{
+    (void)ctx;
+}
+
 int chachapoly_init(struct chachapoly_ctx *ctx, const unsigned char *key,
                     size_t keylen)
 {
@@ -122,3 +241,5 @@ int chachapoly_get_length(struct chachapoly_ctx *ctx, unsigned int *plenp,
     *plenp = ssh2_ntohu32(buf);
     return 0;  /* success */
 }
+
+#endif /* LIBSSH2_CHACHAPOLY_EVP */

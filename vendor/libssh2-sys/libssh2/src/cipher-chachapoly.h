@@ -25,8 +25,22 @@
 
 #define CHACHA_KEYLEN   32 /* Only 256-bit keys used here */
 
+/* With OpenSSL, ChaCha20 runs through libcrypto's EVP_chacha20(), as OpenSSH's
+   cipher-chachapoly-libcrypto.c does: it has SIMD code where chacha.c is
+   portable C. Poly1305 stays poly1305.c (OpenSSH uses the same). */
+#if defined(LIBSSH2_OPENSSL) && !defined(LIBSSH2_WOLFSSL) && \
+    !defined(OPENSSL_NO_CHACHA) && OPENSSL_VERSION_NUMBER >= 0x10100000L
+#define LIBSSH2_CHACHAPOLY_EVP 1
+#else
+#define LIBSSH2_CHACHAPOLY_EVP 0
+#endif
+
 struct chachapoly_ctx {
+#if LIBSSH2_CHACHAPOLY_EVP
+    EVP_CIPHER_CTX *main_evp, *header_evp;
+#else
     struct chacha_ctx main_ctx, header_ctx;
+#endif
 };
 
 int chachapoly_init(struct chachapoly_ctx *ctx, const unsigned char *key,
@@ -34,6 +48,7 @@ int chachapoly_init(struct chachapoly_ctx *ctx, const unsigned char *key,
 int chachapoly_crypt(struct chachapoly_ctx *ctx, libssh2_uint64_t seqnr,
                      unsigned char *dest, const unsigned char *src, size_t len,
                      size_t aadlen, int do_encrypt);
+void chachapoly_free(struct chachapoly_ctx *ctx);
 int chachapoly_get_length(struct chachapoly_ctx *ctx,
                           unsigned int *plenp, libssh2_uint64_t seqnr,
                           const unsigned char *cp, size_t len);
