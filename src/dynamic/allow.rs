@@ -10,8 +10,8 @@
 //! - Loopback (127/8, ::1, the name `localhost` and its subdomains, RFC 6761 §6.3),
 //!   link-local (169.254/16 with cloud metadata, fe80::/10) and unspecified addresses
 //!   (0.0.0.0/8, ::) are refused unless an address or CIDR rule inside that range allows
-//!   them: `127.0.0.1` or `169.254.169.254/32` do, `*`, `*.corp`, `localhost` and
-//!   `0.0.0.0/0` do not. IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) are judged as the
+//!   them: `127.0.0.1` or `169.254.169.254/32` do, `*`, `*.corp` and `0.0.0.0/0` do not
+//!   (an allow rule naming `localhost` is a configuration error, since it could never match). IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) are judged as the
 //!   IPv4 address they carry, in requests, resolutions and rules alike.
 //! - A name that resolves to allowed and forbidden addresses is served on the allowed ones
 //!   only. The guarantee that matters is that nothing forbidden is ever dialed, and it
@@ -83,8 +83,17 @@ impl Policy {
                 .map(|text| Rule::parse(text).map_err(|e| format!("{name} {e}")))
                 .collect()
         };
+        let allow = list("allow", allow.iter().map(AsRef::as_ref).collect())?;
+        // An allow rule that can never match is a mistake worth stopping for.
+        if let Some(rule) = allow.iter().find(|r| r.name().is_some_and(is_localhost)) {
+            return Err(format!(
+                "allow rule {:?}: localhost is loopback, which only an address rule opens: \
+                 write 127.0.0.1 or [::1] instead",
+                rule.as_str()
+            ));
+        }
         Ok(Policy {
-            allow: list("allow", allow.iter().map(AsRef::as_ref).collect())?,
+            allow,
             deny: list("deny", deny.iter().map(AsRef::as_ref).collect())?,
         })
     }
@@ -299,6 +308,10 @@ mod tests {
     fn policy_errors_name_the_list() {
         let err = Policy::parse(&["db:1"], &["bad rule"]).unwrap_err();
         assert!(err.starts_with("deny rule \"bad rule\": "), "{err}");
+        let err = Policy::parse(&["LocalHost.:22"], &[] as &[&str]).unwrap_err();
+        assert!(err.contains("write 127.0.0.1 or [::1]"), "{err}");
+        assert!(Policy::parse(&["*.localhost"], &[] as &[&str]).is_err());
+        assert!(Policy::parse(&["*"], &["localhost"]).is_ok());
         let err = Policy::parse(&["*:0"], &[] as &[&str]).unwrap_err();
         assert!(err.starts_with("allow rule \"*:0\": "), "{err}");
     }
@@ -483,8 +496,11 @@ mod tests {
         let decision = p.decide(&name("localhost", 22), &ips(&["127.0.0.1", "::1"]));
         assert_refused(&decision, None, "127.0.0.1 (loopback");
         assert!(decision.reason.contains("::1 (loopback"), "{decision:?}");
-        // Even an exact name rule does not open it: only an address rule does.
-        let p = policy(&["localhost"], &[]);
+        // Even an exact name rule does not open it (Policy::parse refuses to build one).
+        let p = Policy {
+            allow: vec![Rule::parse("localhost").unwrap()],
+            deny: Vec::new(),
+        };
         assert!(
             !p.decide(&name("localhost", 22), &ips(&["127.0.0.1"]))
                 .allowed

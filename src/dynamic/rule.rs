@@ -195,6 +195,14 @@ impl Rule {
         &self.text
     }
 
+    /// The DNS name or domain of a name rule (`db.corp` for `db.corp` and `*.db.corp`).
+    pub fn name(&self) -> Option<&str> {
+        match &self.pattern {
+            Pattern::Name(name) | Pattern::Subdomains(name) => Some(name),
+            Pattern::AnyName | Pattern::Net(_) => None,
+        }
+    }
+
     /// True for address and CIDR rules, the only ones that can open guarded ranges.
     pub fn is_address(&self) -> bool {
         matches!(self.pattern, Pattern::Net(_))
