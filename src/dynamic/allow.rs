@@ -110,7 +110,7 @@ impl Policy {
         if let Some(rule) = self.deny.iter().find(|r| r.matches_name(&name, port)) {
             return Some(Decision::refused(
                 Some(rule),
-                format!("denied by rule {rule}"),
+                format!("matches deny rule {rule}"),
             ));
         }
         let name_allowed = self.name_rule(&name, port).is_some();
@@ -132,7 +132,7 @@ impl Policy {
         };
         if let Some(name) = &name {
             if let Some(rule) = self.deny.iter().find(|r| r.matches_name(name, port)) {
-                return Decision::refused(Some(rule), format!("denied by rule {rule}"));
+                return Decision::refused(Some(rule), format!("matches deny rule {rule}"));
             }
             if candidates.is_empty() {
                 return Decision::refused(None, format!("{name} resolved to no address"));
@@ -217,7 +217,7 @@ impl Policy {
     ) -> Result<&'a Rule, (Option<&'a Rule>, String)> {
         let ip = addr.to_canonical();
         if let Some(rule) = self.deny.iter().find(|r| r.covers(ip, port)) {
-            return Err((Some(rule), format!("{ip} (denied by rule {rule})")));
+            return Err((Some(rule), format!("{ip} (deny rule {rule})")));
         }
         if let Some((range, kind)) = GUARDED.iter().find(|(range, _)| range.contains(ip)) {
             return self
@@ -456,23 +456,23 @@ mod tests {
         assert_refused(
             &p.decide(&name("secret.corp", 443), &v4),
             Some("secret.corp"),
-            "denied by rule secret.corp",
+            "matches deny rule secret.corp",
         );
         assert_refused(
             &p.decide(&name("a.vault.corp", 8200), &v4),
             Some("*.vault.corp:8200"),
-            "denied",
+            "deny rule",
         );
         assert!(p.decide(&name("a.vault.corp", 443), &v4).allowed);
         assert_refused(
             &p.decide(&addr("10.0.0.5", 22), &[]),
             Some("10.0.0.5"),
-            "denied by rule 10.0.0.5",
+            "(deny rule 10.0.0.5)",
         );
         assert_refused(
             &p.decide(&name("db.corp", 22), &ips(&["10.0.0.5"])),
             Some("10.0.0.5"),
-            "10.0.0.5 (denied by rule 10.0.0.5)",
+            "10.0.0.5 (deny rule 10.0.0.5)",
         );
         let decision = p.decide(&name("db.corp", 22), &ips(&["10.0.0.5", "10.0.0.6"]));
         assert_allowed(&decision, "*", &["10.0.0.6"]);
@@ -484,7 +484,7 @@ mod tests {
         assert_refused(
             &p.decide(&addr("::ffff:10.0.0.5", 22), &[]),
             Some("10.0.0.5"),
-            "denied",
+            "deny rule",
         );
     }
 
@@ -633,7 +633,7 @@ mod tests {
         assert_refused(
             &names_only.decide_unresolved(&name("bad.corp", 1)).unwrap(),
             Some("bad.corp"),
-            "denied",
+            "matches deny rule",
         );
         assert_eq!(names_only.decide_unresolved(&name("x.corp", 1)), None);
         assert!(

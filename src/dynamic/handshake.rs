@@ -162,7 +162,8 @@ impl Handshake {
                 None => return Progress::NeedMore,
                 Some(0x05) => (State::Socks5Greeting, Protocol::Socks5),
                 Some(0x04) => (State::Socks4, Protocol::Socks4),
-                // Every HTTP method is an upper-case token (RFC 9110 §18.2).
+                // Methods are case-sensitive tokens, and every registered one is upper-case
+                // (RFC 9110 §9.1), so a lower-case first byte is not HTTP we could serve.
                 Some(b'A'..=b'Z') => (State::Http(HeadScan::default()), Protocol::HttpConnect),
                 Some(&byte) => {
                     return Progress::Reject {
