@@ -10,8 +10,8 @@
 //! - Loopback (127/8, ::1, the name `localhost` and its subdomains, RFC 6761 §6.3),
 //!   link-local (169.254/16 with cloud metadata, fe80::/10) and unspecified addresses
 //!   (0.0.0.0/8, ::) are refused unless an address or CIDR rule inside that range allows
-//!   them: `127.0.0.1` or `169.254.169.254/32` do, `*`, `*.corp`, `localhost` and
-//!   `0.0.0.0/0` do not. IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) are judged as the
+//!   them: `127.0.0.1` or `169.254.169.254/32` do, `*`, `*.corp` and `0.0.0.0/0` do not
+//!   (an allow rule naming `localhost` is a configuration error, since it could never match). IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) are judged as the
 //!   IPv4 address they carry, in requests, resolutions and rules alike.
 //! - A name that resolves to allowed and forbidden addresses is served on the allowed ones
 //!   only. The guarantee that matters is that nothing forbidden is ever dialed, and it
@@ -20,16 +20,10 @@
 //!   exactly `Decision::addrs` (or what `dialable` returns), so no second lookup can swap
 //!   the addresses between check and dial (DNS rebinding).
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::str::FromStr;
 
-use super::target::{Host, Target, normalize_name};
-
-/// What a rule may be, for error messages.
-const RULE_SYNTAX: &str = "a rule is HOST[:PORT] or HOST:LOW-HIGH, where HOST is a DNS name, \
-     *.domain, *, an IP address or a CIDR (IPv6 in brackets when a port follows, \
-     e.g. [fd00::/8]:443)";
+use super::rule::{Net, Rule};
+use super::target::{Host, Target};
 
 /// Address ranges a name rule never opens, with the word the log uses for them.
 const GUARDED: [(Net, &str); 6] = [
@@ -45,283 +39,6 @@ const GUARDED: [(Net, &str); 6] = [
     (Net::v4(Ipv4Addr::UNSPECIFIED, 8), "unspecified"),
     (Net::v6(Ipv6Addr::UNSPECIFIED, 128), "unspecified"),
 ];
-
-/// An address block: `addr/prefix` with no host bits set, IPv4-mapped blocks as IPv4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Net {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Net {
-    const fn v4(addr: Ipv4Addr, prefix: u8) -> Net {
-        Net {
-            addr: IpAddr::V4(addr),
-            prefix,
-        }
-    }
-
-    const fn v6(addr: Ipv6Addr, prefix: u8) -> Net {
-        Net {
-            addr: IpAddr::V6(addr),
-            prefix,
-        }
-    }
-
-    /// `addr` or `addr/prefix`.
-    fn parse(text: &str) -> Result<Net, String> {
-        let (addr_text, prefix_text) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr_text
-            .parse()
-            .map_err(|_| format!("{addr_text:?} is not an IP address"))?;
-        let bits = bits_of(addr);
-        let prefix = match prefix_text {
-            None => bits,
-            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                match p.parse::<u8>() {
-                    Ok(prefix) if prefix <= bits => prefix,
-                    _ => return Err(format!("prefix /{p} is outside 0-{bits}")),
-                }
-            }
-            Some(p) => return Err(format!("prefix /{p} is not a number")),
-        };
-        let net = Net { addr, prefix };
-        if net.network() != addr {
-            return Err(format!(
-                "{text} has bits set after the prefix; the block is {}/{prefix}",
-                net.network()
-            ));
-        }
-        Ok(net.canonical())
-    }
-
-    /// The address with every bit after the prefix cleared.
-    fn network(&self) -> IpAddr {
-        match self.addr {
-            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from_bits(a.to_bits() & mask32(self.prefix))),
-            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from_bits(a.to_bits() & mask128(self.prefix))),
-        }
-    }
-
-    /// `::ffff:a.b.c.d/96+n` is the IPv4 block `a.b.c.d/n`: addresses are compared in
-    /// their IPv4 form, so rules must be too.
-    fn canonical(self) -> Net {
-        match self.addr {
-            IpAddr::V6(a) if self.prefix >= 96 => match a.to_ipv4_mapped() {
-                Some(v4) => Net::v4(v4, self.prefix - 96),
-                None => self,
-            },
-            _ => self,
-        }
-    }
-
-    /// True when `addr` (canonical) is in the block.
-    fn contains(&self, addr: IpAddr) -> bool {
-        match (self.addr, addr) {
-            (IpAddr::V4(net), IpAddr::V4(a)) => a.to_bits() & mask32(self.prefix) == net.to_bits(),
-            (IpAddr::V6(net), IpAddr::V6(a)) => a.to_bits() & mask128(self.prefix) == net.to_bits(),
-            _ => false,
-        }
-    }
-
-    /// True when the whole block lies inside `outer`.
-    fn within(&self, outer: &Net) -> bool {
-        self.prefix >= outer.prefix && outer.contains(self.addr)
-    }
-}
-
-impl fmt::Display for Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-fn bits_of(addr: IpAddr) -> u8 {
-    match addr {
-        IpAddr::V4(_) => 32,
-        IpAddr::V6(_) => 128,
-    }
-}
-
-fn mask32(prefix: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
-}
-
-fn mask128(prefix: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
-}
-
-/// What a rule's HOST part matches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Pattern {
-    /// `*`: any name.
-    AnyName,
-    /// `*.domain`: any name ending in `.domain`.
-    Subdomains(String),
-    /// An exact name.
-    Name(String),
-    /// An address or a CIDR block.
-    Net(Net),
-}
-
-/// One allow or deny rule: `HOST[:PORT]` or `HOST:LOW-HIGH`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    text: String,
-    pattern: Pattern,
-    low: u16,
-    high: u16,
-}
-
-impl Rule {
-    /// Parses one rule. The error names the rule, what is wrong and what is allowed.
-    pub fn parse(text: &str) -> Result<Rule, String> {
-        let text = text.trim();
-        Rule::parse_inner(text).map_err(|e| format!("rule {text:?}: {e}; {RULE_SYNTAX}"))
-    }
-
-    fn parse_inner(text: &str) -> Result<Rule, String> {
-        if text.is_empty() {
-            return Err("the rule is empty".into());
-        }
-        let (host, ports, bracketed) = split_rule(text)?;
-        let pattern = if bracketed {
-            if !host
-                .split('/')
-                .next()
-                .is_some_and(|addr| addr.contains(':'))
-            {
-                return Err("brackets are for IPv6 addresses only".into());
-            }
-            Pattern::Net(Net::parse(host)?)
-        } else if host == "*" {
-            Pattern::AnyName
-        } else if let Some(domain) = host.strip_prefix("*.") {
-            if domain.contains('*') {
-                return Err("a wildcard may only be `*` or a leading `*.`".into());
-            }
-            Pattern::Subdomains(normalize_name(domain)?)
-        } else if host.contains('*') {
-            return Err("a wildcard may only be `*` or a leading `*.`".into());
-        } else if host.contains('/') || host.parse::<IpAddr>().is_ok() {
-            Pattern::Net(Net::parse(host)?)
-        } else {
-            Pattern::Name(normalize_name(host)?)
-        };
-        let (low, high) = match ports {
-            None => (1, u16::MAX),
-            Some(spec) => parse_ports(spec)?,
-        };
-        Ok(Rule {
-            text: text.to_string(),
-            pattern,
-            low,
-            high,
-        })
-    }
-
-    /// The rule as written (trimmed), for logs.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// True for address and CIDR rules, the only ones that can open guarded ranges.
-    pub fn is_address(&self) -> bool {
-        matches!(self.pattern, Pattern::Net(_))
-    }
-
-    fn has_port(&self, port: u16) -> bool {
-        (self.low..=self.high).contains(&port)
-    }
-
-    /// A name rule that matches `name` (normalized) and `port`.
-    fn matches_name(&self, name: &str, port: u16) -> bool {
-        self.has_port(port)
-            && match &self.pattern {
-                Pattern::AnyName => true,
-                Pattern::Subdomains(domain) => name
-                    .strip_suffix(domain.as_str())
-                    .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
-                Pattern::Name(exact) => exact == name,
-                Pattern::Net(_) => false,
-            }
-    }
-
-    /// An address rule that covers `addr` (canonical) and `port`.
-    fn covers(&self, addr: IpAddr, port: u16) -> bool {
-        self.has_port(port) && matches!(&self.pattern, Pattern::Net(net) if net.contains(addr))
-    }
-
-    /// An address rule lying wholly inside `range`: it names guarded addresses explicitly.
-    fn inside(&self, range: &Net) -> bool {
-        matches!(&self.pattern, Pattern::Net(net) if net.within(range))
-    }
-}
-
-impl FromStr for Rule {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Rule, String> {
-        Rule::parse(text)
-    }
-}
-
-impl fmt::Display for Rule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-/// Splits HOST from the port part: `[v6 or v6/len]:PORT`, bare IPv6 (two colons or more,
-/// no port), or `host:PORT`. Returns whether the host was bracketed.
-fn split_rule(text: &str) -> Result<(&str, Option<&str>, bool), String> {
-    if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or("'[' without ']'")?;
-        return match after {
-            "" => Ok((host, None, true)),
-            _ => match after.strip_prefix(':') {
-                Some(ports) => Ok((host, Some(ports), true)),
-                None => Err(format!("unexpected {after:?} after ']'")),
-            },
-        };
-    }
-    if text.contains(['[', ']']) {
-        return Err("brackets must enclose the whole IPv6 address".into());
-    }
-    if text.matches(':').count() >= 2 {
-        return Ok((text, None, false));
-    }
-    match text.split_once(':') {
-        Some((host, ports)) => Ok((host, Some(ports), false)),
-        None => Ok((text, None, false)),
-    }
-}
-
-/// `PORT` or `LOW-HIGH`, each in 1-65535.
-fn parse_ports(spec: &str) -> Result<(u16, u16), String> {
-    let port = |text: &str| -> Result<u16, String> {
-        if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("port {text:?} is not a number in 1-65535"));
-        }
-        match text.parse::<u16>() {
-            Ok(p) if p > 0 => Ok(p),
-            _ => Err(format!("port {text} is outside 1-65535")),
-        }
-    };
-    match spec.split_once('-') {
-        Some((low, high)) => {
-            let (low, high) = (port(low)?, port(high)?);
-            if low > high {
-                return Err(format!("port range {spec} runs backwards"));
-            }
-            Ok((low, high))
-        }
-        None => port(spec).map(|p| (p, p)),
-    }
-}
 
 /// The verdict on one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -366,8 +83,17 @@ impl Policy {
                 .map(|text| Rule::parse(text).map_err(|e| format!("{name} {e}")))
                 .collect()
         };
+        let allow = list("allow", allow.iter().map(AsRef::as_ref).collect())?;
+        // An allow rule that can never match is a mistake worth stopping for.
+        if let Some(rule) = allow.iter().find(|r| r.name().is_some_and(is_localhost)) {
+            return Err(format!(
+                "allow rule {:?}: localhost is loopback, which only an address rule opens: \
+                 write 127.0.0.1 or [::1] instead",
+                rule.as_str()
+            ));
+        }
         Ok(Policy {
-            allow: list("allow", allow.iter().map(AsRef::as_ref).collect())?,
+            allow,
             deny: list("deny", deny.iter().map(AsRef::as_ref).collect())?,
         })
     }
@@ -384,7 +110,7 @@ impl Policy {
         if let Some(rule) = self.deny.iter().find(|r| r.matches_name(&name, port)) {
             return Some(Decision::refused(
                 Some(rule),
-                format!("denied by rule {rule}"),
+                format!("matches deny rule {rule}"),
             ));
         }
         let name_allowed = self.name_rule(&name, port).is_some();
@@ -406,7 +132,7 @@ impl Policy {
         };
         if let Some(name) = &name {
             if let Some(rule) = self.deny.iter().find(|r| r.matches_name(name, port)) {
-                return Decision::refused(Some(rule), format!("denied by rule {rule}"));
+                return Decision::refused(Some(rule), format!("matches deny rule {rule}"));
             }
             if candidates.is_empty() {
                 return Decision::refused(None, format!("{name} resolved to no address"));
@@ -491,7 +217,7 @@ impl Policy {
     ) -> Result<&'a Rule, (Option<&'a Rule>, String)> {
         let ip = addr.to_canonical();
         if let Some(rule) = self.deny.iter().find(|r| r.covers(ip, port)) {
-            return Err((Some(rule), format!("{ip} (denied by rule {rule})")));
+            return Err((Some(rule), format!("{ip} (deny rule {rule})")));
         }
         if let Some((range, kind)) = GUARDED.iter().find(|(range, _)| range.contains(ip)) {
             return self
@@ -578,80 +304,14 @@ mod tests {
         assert!(decision.reason.contains(why), "{decision:?}");
     }
 
-    // ---- parsing ----
-
-    #[test]
-    fn rules_that_parse() {
-        let good = [
-            "db.corp.example",
-            "DB.Corp.Example.:5432",
-            "*.corp.example:443",
-            "*:8000-8999",
-            "*",
-            "10.0.0.7",
-            "10.0.0.0/8:22",
-            "0.0.0.0/0",
-            "fd00::1",
-            "fd00::/8",
-            "[fd00::1]:443",
-            "[fd00::/8]:1-1024",
-            "[::ffff:10.0.0.0/104]",
-            " git.corp:22 ",
-        ];
-        for text in good {
-            let rule = Rule::parse(text).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(rule.as_str(), text.trim());
-            assert_eq!(rule.to_string(), text.trim());
-        }
-        assert!("*.corp:80".parse::<Rule>().is_ok());
-    }
-
-    #[test]
-    fn bad_rules_name_the_rule_and_the_syntax() {
-        let bad = [
-            "",
-            "db.corp:",
-            "db.corp:0",
-            "db.corp:65536",
-            "db.corp:http",
-            "db.corp:+80",
-            "db.corp:90-80",
-            "db.corp:80-",
-            "db.corp:1:2",
-            "db corp",
-            "*.*.corp",
-            "db.*.corp",
-            "*corp",
-            "**",
-            "10.0.0.1/8",
-            "10.0.0.0/33",
-            "10.0.0.0/x",
-            "10.0.0.0/",
-            "10.0.0",
-            "fd00::1/129",
-            "[fd00::1",
-            "[fd00::1]443",
-            "[db.corp]:80",
-            "[10.0.0.1]:80",
-            "fd00::[1]",
-            "0x7f000001",
-        ];
-        for text in bad {
-            let err = Rule::parse(text).expect_err(text);
-            assert!(
-                err.starts_with(&format!("rule {:?}: ", text.trim())),
-                "{err}"
-            );
-            assert!(err.contains("HOST[:PORT] or HOST:LOW-HIGH"), "{err}");
-        }
-        let err = Rule::parse("10.0.0.1/8").unwrap_err();
-        assert!(err.contains("10.0.0.0/8"), "{err}");
-    }
-
     #[test]
     fn policy_errors_name_the_list() {
         let err = Policy::parse(&["db:1"], &["bad rule"]).unwrap_err();
         assert!(err.starts_with("deny rule \"bad rule\": "), "{err}");
+        let err = Policy::parse(&["LocalHost.:22"], &[] as &[&str]).unwrap_err();
+        assert!(err.contains("write 127.0.0.1 or [::1]"), "{err}");
+        assert!(Policy::parse(&["*.localhost"], &[] as &[&str]).is_err());
+        assert!(Policy::parse(&["*"], &["localhost"]).is_ok());
         let err = Policy::parse(&["*:0"], &[] as &[&str]).unwrap_err();
         assert!(err.starts_with("allow rule \"*:0\": "), "{err}");
     }
@@ -796,23 +456,23 @@ mod tests {
         assert_refused(
             &p.decide(&name("secret.corp", 443), &v4),
             Some("secret.corp"),
-            "denied by rule secret.corp",
+            "matches deny rule secret.corp",
         );
         assert_refused(
             &p.decide(&name("a.vault.corp", 8200), &v4),
             Some("*.vault.corp:8200"),
-            "denied",
+            "deny rule",
         );
         assert!(p.decide(&name("a.vault.corp", 443), &v4).allowed);
         assert_refused(
             &p.decide(&addr("10.0.0.5", 22), &[]),
             Some("10.0.0.5"),
-            "denied by rule 10.0.0.5",
+            "(deny rule 10.0.0.5)",
         );
         assert_refused(
             &p.decide(&name("db.corp", 22), &ips(&["10.0.0.5"])),
             Some("10.0.0.5"),
-            "10.0.0.5 (denied by rule 10.0.0.5)",
+            "10.0.0.5 (deny rule 10.0.0.5)",
         );
         let decision = p.decide(&name("db.corp", 22), &ips(&["10.0.0.5", "10.0.0.6"]));
         assert_allowed(&decision, "*", &["10.0.0.6"]);
@@ -824,7 +484,7 @@ mod tests {
         assert_refused(
             &p.decide(&addr("::ffff:10.0.0.5", 22), &[]),
             Some("10.0.0.5"),
-            "denied",
+            "deny rule",
         );
     }
 
@@ -836,8 +496,11 @@ mod tests {
         let decision = p.decide(&name("localhost", 22), &ips(&["127.0.0.1", "::1"]));
         assert_refused(&decision, None, "127.0.0.1 (loopback");
         assert!(decision.reason.contains("::1 (loopback"), "{decision:?}");
-        // Even an exact name rule does not open it: only an address rule does.
-        let p = policy(&["localhost"], &[]);
+        // Even an exact name rule does not open it (Policy::parse refuses to build one).
+        let p = Policy {
+            allow: vec![Rule::parse("localhost").unwrap()],
+            deny: Vec::new(),
+        };
         assert!(
             !p.decide(&name("localhost", 22), &ips(&["127.0.0.1"]))
                 .allowed
@@ -970,7 +633,7 @@ mod tests {
         assert_refused(
             &names_only.decide_unresolved(&name("bad.corp", 1)).unwrap(),
             Some("bad.corp"),
-            "denied",
+            "matches deny rule",
         );
         assert_eq!(names_only.decide_unresolved(&name("x.corp", 1)), None);
         assert!(

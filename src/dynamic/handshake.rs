@@ -6,20 +6,14 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+pub use super::http::MAX_HTTP_HEAD;
+use super::http::{self, HeadScan, Method};
 use super::reply::{Outcome, SOCKS5_NO_AUTH, SOCKS5_NO_METHOD, reply};
 use super::target::{Host, MAX_NAME_LEN, Target};
 
-/// Largest HTTP request head (request line, headers and the blank line). A CONNECT needs a
-/// few hundred bytes; 8 KiB is what common servers accept by default (nginx's
-/// large_client_header_buffers line size), so real clients never hit it.
-pub const MAX_HTTP_HEAD: usize = 8 * 1024;
 /// Longest SOCKS4 USERID. flytube ignores it; the bound only stops a client that never
 /// sends the terminating NUL from growing the buffer.
 pub const MAX_SOCKS4_USER: usize = 255;
-/// Longest HTTP method waited for before a non-CONNECT request is answered.
-const MAX_METHOD: usize = 32;
-/// Client text quoted in a reason is cut to this many characters, to keep log lines short.
-const MAX_QUOTE: usize = 64;
 
 /// The proxy protocol a client spoke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,9 +89,8 @@ enum State {
     Socks5Request,
     /// `04 CMD PORT IP USERID 00 [HOST 00]`
     Socks4,
-    /// Request head; `line_start` is where the current line begins and `scanned` how far
-    /// the search for the blank line got, so a dribbling client costs linear time.
-    Http { line_start: usize, scanned: usize },
+    /// `CONNECT host:port HTTP/1.1`, headers, blank line.
+    Http(HeadScan),
     /// A request or a rejection was returned.
     Done,
 }
@@ -159,7 +152,7 @@ impl Handshake {
             State::Socks5Greeting => SOCKS5_NO_METHOD.to_vec(),
             State::Socks5Request => reply(Protocol::Socks5, outcome),
             State::Socks4 => reply(Protocol::Socks4, outcome),
-            State::Http { .. } => reply(Protocol::HttpConnect, outcome),
+            State::Http(_) => reply(Protocol::HttpConnect, outcome),
         }
     }
 
@@ -169,14 +162,9 @@ impl Handshake {
                 None => return Progress::NeedMore,
                 Some(0x05) => (State::Socks5Greeting, Protocol::Socks5),
                 Some(0x04) => (State::Socks4, Protocol::Socks4),
-                // Every HTTP method is an upper-case token (RFC 9110 §18.2).
-                Some(b'A'..=b'Z') => (
-                    State::Http {
-                        line_start: 0,
-                        scanned: 0,
-                    },
-                    Protocol::HttpConnect,
-                ),
+                // Methods are case-sensitive tokens, and every registered one is upper-case
+                // (RFC 9110 §9.1), so a lower-case first byte is not HTTP we could serve.
+                Some(b'A'..=b'Z') => (State::Http(HeadScan::default()), Protocol::HttpConnect),
                 Some(&byte) => {
                     return Progress::Reject {
                         reply: Vec::new(),
@@ -192,7 +180,7 @@ impl Handshake {
             State::Socks5Greeting => self.socks5_greeting(),
             State::Socks5Request => self.socks5_request(),
             State::Socks4 => self.socks4(),
-            State::Http { .. } => self.http(),
+            State::Http(_) => self.http(),
             State::Start | State::Done => Progress::NeedMore,
         }
     }
@@ -347,39 +335,18 @@ impl Handshake {
     }
 
     fn http(&mut self) -> Progress {
-        let State::Http {
-            mut line_start,
-            mut scanned,
-        } = self.state
-        else {
+        let State::Http(mut scan) = self.state else {
             return Progress::NeedMore;
         };
-        if let Some(progress) = self.check_method() {
-            return progress;
+        match http::check_method(&self.buf) {
+            Method::MaybeConnect => {}
+            Method::NeedMore => return Progress::NeedMore,
+            Method::Reject(outcome, reason) => return self.fail(outcome, reason),
         }
-        // Only the first MAX_HTTP_HEAD bytes can hold the head; the rest is the client's
-        // data (if the head ends in time) or proof that it is too large.
-        let limit = self.buf.len().min(MAX_HTTP_HEAD);
-        let mut end = None;
-        while let Some(i) = self.buf[scanned..limit].iter().position(|&b| b == b'\n') {
-            let newline = scanned + i;
-            scanned = newline + 1;
-            let line = &self.buf[line_start..newline];
-            if line.is_empty() || line == b"\r" {
-                end = Some(newline + 1);
-                break;
-            }
-            line_start = newline + 1;
-        }
-        if end.is_none() {
-            scanned = limit;
-        }
-        self.state = State::Http {
-            line_start,
-            scanned,
-        };
+        let end = scan.advance(&self.buf);
+        self.state = State::Http(scan);
         match end {
-            Some(end) => match parse_http_head(&self.buf[..end]) {
+            Some(end) => match http::parse_head(&self.buf[..end]) {
                 Ok(target) => self.finish(Protocol::HttpConnect, target.host, target.port, end),
                 Err(e) => self.fail(Outcome::Malformed, e),
             },
@@ -389,111 +356,6 @@ impl Handshake {
             ),
             None => Progress::NeedMore,
         }
-    }
-
-    /// Answers a method other than CONNECT as soon as it is known: 405 naming CONNECT for a
-    /// real method, 400 for bytes that are not HTTP at all. `None`: it may be CONNECT.
-    fn check_method(&self) -> Option<Progress> {
-        const CONNECT: &[u8] = b"CONNECT ";
-        let n = self.buf.len().min(CONNECT.len());
-        if self.buf[..n] == CONNECT[..n] {
-            return None;
-        }
-        let end = self
-            .buf
-            .iter()
-            .take(MAX_METHOD + 1)
-            .position(|&b| !is_tchar(b));
-        Some(match end {
-            Some(i) if i > 0 && self.buf[i] == b' ' => self.fail(
-                Outcome::CommandNotSupported,
-                format!(
-                    "http method {} is not supported, only CONNECT",
-                    quote(&self.buf[..i])
-                ),
-            ),
-            Some(_) => self.fail(Outcome::Malformed, "not an HTTP request"),
-            None if self.buf.len() > MAX_METHOD => self.fail(
-                Outcome::Malformed,
-                format!("http method longer than {MAX_METHOD} characters"),
-            ),
-            None => Progress::NeedMore,
-        })
-    }
-}
-
-/// The target of a complete head (`CONNECT host:port HTTP/1.x`, headers, blank line).
-/// Headers are checked for shape only: flytube needs none of them.
-fn parse_http_head(head: &[u8]) -> Result<Target, String> {
-    for (i, &b) in head.iter().enumerate() {
-        // A lone CR or a control byte is how request smuggling starts (RFC 9112 §2.2).
-        let bare_cr = b == b'\r' && head.get(i + 1) != Some(&b'\n');
-        let control = (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7f;
-        if bare_cr || control {
-            return Err(format!("http request contains byte 0x{b:02x}"));
-        }
-    }
-    let mut lines = head
-        .split(|&b| b == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
-    let target = parse_request_line(lines.next().unwrap_or_default())?;
-    for line in lines.take_while(|line| !line.is_empty()) {
-        if line.starts_with(b" ") || line.starts_with(b"\t") {
-            return Err("http header folded over two lines (obsolete, RFC 9112 §5.2)".into());
-        }
-        let name = line.split(|&b| b == b':').next().unwrap_or_default();
-        if name.is_empty() || name.len() == line.len() || !name.iter().all(|&b| is_tchar(b)) {
-            return Err(format!("http header line {} has no name", quote(line)));
-        }
-    }
-    Ok(target)
-}
-
-/// `CONNECT host:port HTTP/1.x`, single spaces, as RFC 9112 §3 writes it.
-fn parse_request_line(line: &[u8]) -> Result<Target, String> {
-    let text = std::str::from_utf8(line).map_err(|_| "http request line is not text")?;
-    let mut parts = text.split(' ');
-    let (Some("CONNECT"), Some(authority), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(format!(
-            "http request line {} is not CONNECT host:port HTTP/1.1",
-            quote(line)
-        ));
-    };
-    let minor = version.strip_prefix("HTTP/1.");
-    if !minor.is_some_and(|m| m.len() == 1 && m.bytes().all(|b| b.is_ascii_digit())) {
-        return Err(format!(
-            "http version {} is not supported, only HTTP/1.x",
-            quote(version.as_bytes())
-        ));
-    }
-    parse_authority(authority)
-        .map_err(|e| format!("http CONNECT {}: {e}", quote(authority.as_bytes())))
-}
-
-/// `host:port`, `1.2.3.4:port` or `[v6]:port` (RFC 9110 §9.3.6: the port is required).
-fn parse_authority(text: &str) -> Result<Target, String> {
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (inside, after) = rest.split_once(']').ok_or("unclosed '['")?;
-        let port = after.strip_prefix(':').ok_or("expected :port after ']'")?;
-        let addr: Ipv6Addr = inside
-            .parse()
-            .map_err(|_| "brackets hold something other than an IPv6 address")?;
-        (Host::Addr(IpAddr::V6(addr)), port)
-    } else {
-        let (host, port) = text.rsplit_once(':').ok_or("expected host:port")?;
-        if host.contains(':') {
-            return Err("IPv6 addresses go in brackets: [2001:db8::1]:443".into());
-        }
-        (Host::parse(host)?, port)
-    };
-    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("the port is not a number in 1-65535".into());
-    }
-    match port.parse::<u16>() {
-        Ok(port) if port > 0 => Ok(Target { host, port }),
-        _ => Err("the port is not a number in 1-65535".into()),
     }
 }
 
@@ -529,22 +391,6 @@ fn socks_command_name(command: u8) -> &'static str {
         0x02 => "bind",
         0x03 => "udp associate",
         _ => "unknown",
-    }
-}
-
-/// A token character (RFC 9110 §5.6.2), what methods and header names are made of.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// Client bytes for a log line: escaped, and cut after `MAX_QUOTE` characters.
-fn quote(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let cut: String = text.chars().take(MAX_QUOTE).collect();
-    if cut.len() < text.len() {
-        format!("{cut:?}...")
-    } else {
-        format!("{cut:?}")
     }
 }
 
@@ -872,7 +718,7 @@ mod tests {
                 "{text:?}: {reason}"
             );
         }
-        let long_method = "A".repeat(MAX_METHOD + 1);
+        let long_method = "A".repeat(super::http::MAX_METHOD + 1);
         let (reply, _) = rejection(whole(long_method.as_bytes()).1);
         assert_eq!(http_status(&reply), "HTTP/1.1 400 Bad Request");
     }

@@ -48,10 +48,10 @@ impl fmt::Display for Report {
         if let Some(target) = &self.requested {
             write!(f, " to {target}")?;
         }
-        match self.allowed {
-            Some(true) => f.write_str(" allowed")?,
-            Some(false) => f.write_str(" denied")?,
-            None => {}
+        // An allowed decision's reason says so ("allowed by rule ..."); a refusal's names
+        // the rule or the address, so the verdict is spelled out.
+        if self.allowed == Some(false) {
+            f.write_str(" denied")?;
         }
         if let Some(addr) = self.dialed {
             write!(f, " via {addr}")?;
@@ -450,7 +450,7 @@ mod tests {
         assert_eq!(report.outcome, Some(Outcome::Granted { bound }));
         assert_eq!(
             report.to_string(),
-            "socks5 to db.corp:5432 allowed via 10.0.0.7:5432: allowed by rule *.corp:5432"
+            "socks5 to db.corp:5432 via 10.0.0.7:5432: allowed by rule *.corp:5432"
         );
     }
 
