@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::cert::{Certificate, Validity, format_utc};
 use crate::error::{EXIT_CONFIG, EXIT_NOPERM, EXIT_UNAVAILABLE, Error};
-use crate::forward::{ForwardSpec, join_host_port};
+use crate::forward::{ForwardSpec, Via, join_host_port};
 use crate::hostkey::{self, KnownEntries};
 use crate::libssh2;
 use crate::logging::json_string;
@@ -223,8 +223,11 @@ fn walk(settings: &Settings, report: &mut Report) -> Result<(), Failure> {
     for spec in &settings.forwards {
         report.pass(forward_step(settings, &session, spec))?;
     }
+    for spec in settings.forwards.iter().filter(|f| f.via == Via::Relay) {
+        report.pass(relay_target_step(&session, spec))?;
+    }
     let _ = session.disconnect(None, "flytube check done", None);
-    for spec in &settings.forwards {
+    for spec in settings.forwards.iter().filter(|f| f.via == Via::Direct) {
         report.pass(target_step(settings, spec))?;
     }
     Ok(())
@@ -443,6 +446,36 @@ fn forward_step(settings: &Settings, session: &ssh2::Session, spec: &ForwardSpec
                 fix,
             ))
         }
+    }
+}
+
+/// Asks the relay to connect to a via-relay target (a direct-tcpip channel, opened and
+/// closed at once), as the tunnel would for each connection.
+fn relay_target_step(session: &ssh2::Session, spec: &ForwardSpec) -> Outcome<()> {
+    let t = Instant::now();
+    let name = format!("target {} via relay", spec.target_display());
+    let Some(target) = &spec.target else {
+        return passed((), step(name, Mark::Ok, t, "dynamic"));
+    };
+    match session.channel_direct_tcpip(&target.host, target.port, None) {
+        Ok(mut channel) => {
+            let _ = channel.close();
+            let detail = format!("the relay connected to {target}");
+            passed((), step(name, Mark::Ok, t, detail))
+        }
+        Err(e) => Err(failed(
+            step(
+                name,
+                Mark::Fail,
+                t,
+                format!("the relay refused: {}", e.message()),
+            ),
+            EXIT_UNAVAILABLE,
+            format!(
+                "the relay must allow direct-tcpip to {target} for this user \
+                 (AllowTcpForwarding yes or local, PermitOpen), and reach it from its network"
+            ),
+        )),
     }
 }
 

@@ -32,6 +32,7 @@ pub mod pump;
 pub mod relay;
 pub mod settings;
 pub mod signals;
+pub mod splice;
 pub mod state;
 pub mod supervisor;
 pub mod text;

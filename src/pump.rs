@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 use crate::backoff::Backoff;
 use crate::conn::{Conn, is_session_fatal};
 use crate::forward::ForwardSpec;
+use crate::forward::Via;
 use crate::libssh2;
 use crate::notify::Notifier;
 use crate::settings::{Reloader, Settings};
 use crate::signals::ReloadHandle;
+use crate::splice::Splice;
 use crate::state::{ConnResult, ForwardState, State};
 use crate::wake::{self, Interest, WakeReceiver, Waker};
 use crate::watchdog::Liveness;
@@ -100,6 +102,11 @@ pub struct Pump<'a> {
     socket: TcpStream,
     slots: Vec<Slot>,
     conns: Vec<Conn>,
+    /// Via-relay connections: two channels spliced inside the pump.
+    splices: Vec<Splice>,
+    /// The splice whose direct-tcpip open is in progress (one channel open at a time per
+    /// session, shared with the probe; docs/libssh2.md §16).
+    opening: Option<u64>,
     waker: Waker,
     wake_rx: &'a mut WakeReceiver,
     stop: Arc<AtomicBool>,
@@ -170,6 +177,8 @@ impl<'a> Pump<'a> {
             socket: parts.socket,
             slots,
             conns: Vec::new(),
+            splices: Vec::new(),
+            opening: None,
             waker: parts.waker,
             wake_rx: parts.wake_rx,
             stop: parts.stop,
@@ -246,35 +255,10 @@ impl<'a> Pump<'a> {
                 self.state.touch_relay_input();
             }
             self.notifier.watchdog();
-            if let Some(started) = self.drain_started {
-                if self.conns.is_empty() {
-                    self.finish();
-                    return PumpEnd::Stopped;
-                }
-                if self.stop_now.load(Ordering::SeqCst) {
-                    log::warn!(
-                        "stopping now (second signal): cutting {} connection(s)",
-                        self.conns.len()
-                    );
-                    self.teardown("flytube stopped by a second signal");
-                    return PumpEnd::Stopped;
-                }
-                pass.progress |= self.close_idle_for_drain();
-                let limit = self.settings.limits.drain_timeout;
-                if started.elapsed() >= limit + FINAL_CLOSE {
-                    log::warn!(
-                        "stopping: {} connection(s) still closing; cutting the session",
-                        self.conns.len()
-                    );
-                    self.teardown("flytube stopped");
-                    return PumpEnd::Stopped;
-                }
-                if started.elapsed() >= limit {
-                    for conn in self.conns.iter_mut().filter(|c| !c.is_closing()) {
-                        conn.abort(format!("drain limit {}s reached", limit.as_secs()));
-                        pass.progress = true;
-                    }
-                }
+            if let Some(started) = self.drain_started
+                && let Some(end) = self.drain_step(started, &mut pass)
+            {
+                return end;
             }
             if pass.progress {
                 continue;
@@ -282,7 +266,10 @@ impl<'a> Pump<'a> {
             // Data or a window adjust another channel's call drained off the socket sits in
             // libssh2's queue and will not make the socket readable again: look before
             // sleeping. Not while a packet waits to go out: that needs POLLOUT, not a spin.
-            if !pass.wants_write && self.conns.iter().any(|c| c.has_unread() || c.can_write()) {
+            if !pass.wants_write
+                && (self.conns.iter().any(|c| c.has_unread() || c.can_write())
+                    || self.splices.iter().any(Splice::has_unread))
+            {
                 continue;
             }
             let timeout = self.sleep_limit(&pass);
@@ -340,7 +327,91 @@ impl<'a> Pump<'a> {
             }
             index += 1;
         }
+        self.open_targets(pass)?;
+        self.step_splices(pass)?;
         self.step_probe(pass)?;
+        Ok(())
+    }
+
+    /// Opens the direct-tcpip channels of via-relay connections, one at a time (libssh2
+    /// keeps one channel-open state per session, shared with the liveness probe).
+    fn open_targets(&mut self, pass: &mut Pass) -> Result<(), String> {
+        if !matches!(self.probe, Probe::Idle) {
+            return Ok(());
+        }
+        while let Some(index) = self.next_opening() {
+            let splice = &mut self.splices[index];
+            let target = splice.target.clone();
+            match self
+                .session
+                .channel_direct_tcpip(&target.host, target.port, None)
+            {
+                Ok(channel) => {
+                    self.opening = None;
+                    splice.opened(channel);
+                    pass.progress = true;
+                    pass.inbound = true;
+                }
+                Err(e) if libssh2::is(&e, libssh2::LIBSSH2_ERROR_EAGAIN) => {
+                    self.opening = Some(splice.id);
+                    pass.wants_write |= self.outbound_blocked();
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.opening = None;
+                    if libssh2::code(&e).is_some_and(is_session_fatal) {
+                        return Err(format!("open a channel to {target}: {}", e.message()));
+                    }
+                    // The relay answered: the session is alive, this connection is not.
+                    pass.inbound = true;
+                    pass.progress = true;
+                    splice.abort(format!(
+                        "target unreachable: the relay refused to connect to {target}: {}",
+                        e.message()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The splice whose open is in progress, else the first one waiting to open.
+    fn next_opening(&self) -> Option<usize> {
+        match self.opening {
+            Some(id) => self
+                .splices
+                .iter()
+                .position(|s| s.id == id && s.is_opening()),
+            None => self.splices.iter().position(Splice::is_opening),
+        }
+    }
+
+    /// One step of every via-relay connection.
+    fn step_splices(&mut self, pass: &mut Pass) -> Result<(), String> {
+        let mut index = 0;
+        while index < self.splices.len() {
+            let splice = &mut self.splices[index];
+            let step = splice.step(&self.session);
+            if let Some(fatal) = step.fatal {
+                return Err(fatal);
+            }
+            pass.progress |= step.progress;
+            pass.inbound |= step.inbound;
+            pass.wants_write |= step.wants_write;
+            if let Some(idle) = self.settings.limits.idle_timeout
+                && !splice.is_closing()
+                && splice.last_activity.elapsed() > idle
+            {
+                splice.abort(format!("idle for {}s", idle.as_secs()));
+                pass.progress = true;
+            }
+            if splice.is_closed() {
+                let splice = self.splices.swap_remove(index);
+                self.log_closed_splice(&splice);
+                continue;
+            }
+            index += 1;
+        }
         Ok(())
     }
 
@@ -381,7 +452,8 @@ impl<'a> Pump<'a> {
         let id = *self.next_id;
         let spec = &self.slots[forward].spec;
         let limit = self.settings.limits.max_connections;
-        let live = self.conns.iter().filter(|c| !c.is_closing()).count();
+        let live = self.conns.iter().filter(|c| !c.is_closing()).count()
+            + self.splices.iter().filter(|s| !s.is_closing()).count();
         if live >= limit || self.drain_started.is_some() {
             self.refused += 1;
             let result = if self.drain_started.is_some() {
@@ -401,6 +473,13 @@ impl<'a> Pump<'a> {
             let mut conn = Conn::new(id, forward, channel, Link::closed());
             conn.abort(why);
             self.conns.push(conn);
+            return;
+        }
+        if let (Via::Relay, Some(target)) = (spec.via, spec.target.clone()) {
+            log::debug!("conn {id}: new on {spec}");
+            self.slots[forward].state.opened();
+            self.counted.insert(id);
+            self.splices.push(Splice::new(id, forward, target, channel));
             return;
         }
         let plan = TargetPlan {
@@ -462,12 +541,42 @@ impl<'a> Pump<'a> {
         );
     }
 
+    fn log_closed_splice(&mut self, splice: &Splice) {
+        let slot = &self.slots[splice.forward];
+        let (to_target, from_target) = splice.bytes();
+        if self.counted.remove(&splice.id) {
+            slot.state.add_bytes(to_target, from_target);
+            slot.state.closed(result_of(splice.reason()));
+        }
+        let spec = &slot.spec;
+        let target = format!("{} (via relay)", splice.target);
+        let duration_s = splice.started.elapsed().as_secs_f64();
+        log::info!(
+            conn = splice.id,
+            forward:% = spec,
+            target:% = target,
+            bytes_to_target = to_target,
+            bytes_from_target = from_target,
+            duration_s = duration_s,
+            reason = splice.reason();
+            "conn {} closed: forward {} via {target}, to target {} B, from target {} B, {:.3}s, {}",
+            splice.id,
+            spec,
+            to_target,
+            from_target,
+            duration_s,
+            splice.reason()
+        );
+    }
+
     /// True when no call has a half-sent packet, so a blocking control request can go out
     /// without colliding with it (libssh2 allows one partial packet per session).
     fn quiet(&self) -> bool {
         !self.probe_in_flight
+            && self.opening.is_none()
             && !self.outbound_blocked()
             && self.conns.iter().all(|c| !c.has_in_flight())
+            && self.splices.iter().all(|s| !s.has_in_flight())
     }
 
     /// libssh2 is waiting to send: some packet, maybe one it queued itself, is half-out.
@@ -485,6 +594,7 @@ impl<'a> Pump<'a> {
         self.slots.iter().any(|s| s.listener.is_some())
             || !matches!(self.probe, Probe::Idle)
             || self.conns.iter().any(|c| !c.is_back_pressured())
+            || !self.splices.is_empty()
     }
 
     /// Requests every forward that is not serving and whose retry time has come. Runs in
@@ -547,6 +657,11 @@ impl<'a> Pump<'a> {
         let interval = self.settings.keepalive.interval;
         if let Probe::Idle = self.probe {
             if self.liveness.silence() < interval || self.last_probe.elapsed() < interval {
+                return Ok(());
+            }
+            // One channel open at a time: a via-relay open in progress goes first (its
+            // answer is evidence of life too).
+            if self.opening.is_some() || self.splices.iter().any(Splice::is_opening) {
                 return Ok(());
             }
             log::debug!(
@@ -680,6 +795,40 @@ impl<'a> Pump<'a> {
         Ok(false)
     }
 
+    /// One round of the drain: done when every connection has closed; cut at once on a
+    /// second signal, or when the drain limit (plus the close grace) has passed.
+    fn drain_step(&mut self, started: Instant, pass: &mut Pass) -> Option<PumpEnd> {
+        let open = self.conns.len() + self.splices.len();
+        if open == 0 {
+            self.finish();
+            return Some(PumpEnd::Stopped);
+        }
+        if self.stop_now.load(Ordering::SeqCst) {
+            log::warn!("stopping now (second signal): cutting {open} connection(s)");
+            self.teardown("flytube stopped by a second signal");
+            return Some(PumpEnd::Stopped);
+        }
+        pass.progress |= self.close_idle_for_drain();
+        let limit = self.settings.limits.drain_timeout;
+        if started.elapsed() >= limit + FINAL_CLOSE {
+            log::warn!("stopping: {open} connection(s) still closing; cutting the session");
+            self.teardown("flytube stopped");
+            return Some(PumpEnd::Stopped);
+        }
+        if started.elapsed() >= limit {
+            let why = format!("drain limit {}s reached", limit.as_secs());
+            for conn in self.conns.iter_mut().filter(|c| !c.is_closing()) {
+                conn.abort(why.clone());
+                pass.progress = true;
+            }
+            for splice in self.splices.iter_mut().filter(|s| !s.is_closing()) {
+                splice.abort(why.clone());
+                pass.progress = true;
+            }
+        }
+        None
+    }
+
     /// During a drain, a connection with nothing moving either way would only hold the
     /// stop up for the whole drain limit (an idle keep-alive client): close it now.
     fn close_idle_for_drain(&mut self) -> bool {
@@ -687,6 +836,12 @@ impl<'a> Pump<'a> {
         for conn in self.conns.iter_mut().filter(|c| !c.is_closing()) {
             if conn.last_activity.elapsed() >= DRAIN_IDLE && conn.is_quiet() {
                 conn.abort("idle when flytube stopped");
+                closed = true;
+            }
+        }
+        for splice in self.splices.iter_mut().filter(|s| !s.is_closing()) {
+            if splice.last_activity.elapsed() >= DRAIN_IDLE && splice.is_quiet() {
+                splice.abort("idle when flytube stopped");
                 closed = true;
             }
         }
@@ -739,6 +894,11 @@ impl<'a> Pump<'a> {
         for conn in std::mem::take(&mut self.conns) {
             self.log_closed(&conn);
         }
+        for mut splice in std::mem::take(&mut self.splices) {
+            splice.abort(format!("session lost: {reason}"));
+            self.log_closed_splice(&splice);
+        }
+        self.opening = None;
         for slot in &mut self.slots {
             drop(slot.listener.take());
         }

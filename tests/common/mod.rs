@@ -114,8 +114,11 @@ impl Relay {
         std::fs::write(dir.join("authorized_keys"), "").unwrap();
         let _ = std::fs::create_dir_all("/run/sshd");
         let port = free_port();
+        // `extra` comes first: sshd takes the first value of each keyword, so a test can
+        // override any default below (AllowTcpForwarding yes, LogLevel DEBUG1, ...).
         let config = format!(
-            "ListenAddress 127.0.0.1:{port}\n\
+            "{extra}\n\
+             ListenAddress 127.0.0.1:{port}\n\
              HostKey {dir}/host_ed25519\n\
              PidFile {dir}/sshd.pid\n\
              TrustedUserCAKeys {dir}/ca.pub\n\
@@ -128,8 +131,7 @@ impl Relay {
              AllowTcpForwarding remote\n\
              GatewayPorts no\n\
              MaxStartups 100:30:200\n\
-             LogLevel {level}\n\
-             {extra}\n",
+             LogLevel {level}\n",
             dir = dir.0.display(),
             level =
                 std::env::var("FLYTUBE_TEST_SSHD_LOGLEVEL").unwrap_or_else(|_| "VERBOSE".into())
