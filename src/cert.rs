@@ -1,9 +1,13 @@
 //! Reading an OpenSSH certificate file: type, serial, key id, principals and validity,
-//! so flytube can warn before a certificate expires and `check` can explain a rejection.
+//! so flytube can warn before a certificate expires and `check` can explain a rejection;
+//! and the one notice about a certificate's validity that both the daemon and `check` give.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::base64;
+
+/// A certificate closer than this to its end gets a warning.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
 
 /// The parts of an OpenSSH certificate that matter to an operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +35,26 @@ pub enum Validity {
     NotYet,
     /// Expired.
     Expired,
+}
+
+/// How much a certificate's validity needs attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Still accepted, but not for long.
+    Warn,
+    /// The relay refuses it now.
+    Fail,
+}
+
+/// What to tell an operator about a certificate's validity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// How urgent it is.
+    pub severity: Severity,
+    /// A short state for a status line (`EXPIRED`, `NOT YET VALID`, `EXPIRES SOON`).
+    pub state: &'static str,
+    /// What is wrong and what to do, as a sentence that starts with "the certificate".
+    pub advice: String,
 }
 
 impl Certificate {
@@ -94,6 +118,50 @@ impl Certificate {
     /// Validity now.
     pub fn validity(&self) -> Validity {
         self.validity_at(now_secs())
+    }
+
+    /// What an operator must hear about this certificate at `now`, if anything: expired,
+    /// not valid yet, or closer than [`EXPIRY_WARNING`] to its end.
+    pub fn notice_at(&self, now: u64) -> Option<Notice> {
+        let (severity, state, advice) = match self.validity_at(now) {
+            Validity::Expired => (
+                Severity::Fail,
+                "EXPIRED",
+                format!(
+                    "the certificate expired at {}: renew it",
+                    format_utc(self.valid_before)
+                ),
+            ),
+            Validity::NotYet => (
+                Severity::Fail,
+                "NOT YET VALID",
+                format!(
+                    "the certificate is valid only from {}: check this machine's clock or \
+                     re-sign it",
+                    format_utc(self.valid_after)
+                ),
+            ),
+            Validity::Valid(left) if Duration::from_secs(left) < EXPIRY_WARNING => (
+                Severity::Warn,
+                "EXPIRES SOON",
+                format!(
+                    "the certificate expires in {:.1} days, at {}: renew it soon",
+                    left as f64 / 86_400.0,
+                    format_utc(self.valid_before)
+                ),
+            ),
+            Validity::Valid(_) => return None,
+        };
+        Some(Notice {
+            severity,
+            state,
+            advice,
+        })
+    }
+
+    /// [`Certificate::notice_at`] now.
+    pub fn notice(&self) -> Option<Notice> {
+        self.notice_at(now_secs())
     }
 
     /// `from .. to` in UTC.
@@ -184,19 +252,52 @@ mod tests {
         assert_eq!(format_utc(u64::MAX), "forever");
     }
 
-    #[test]
-    fn validity_edges() {
-        let c = Certificate {
+    fn cert(valid_after: u64, valid_before: u64) -> Certificate {
+        Certificate {
             cert_type: "ssh-ed25519-cert-v01@openssh.com".into(),
             serial: 1,
             key_id: "k".into(),
             principals: vec![],
-            valid_after: 100,
-            valid_before: 200,
-        };
+            valid_after,
+            valid_before,
+        }
+    }
+
+    #[test]
+    fn validity_edges() {
+        let c = cert(100, 200);
         assert_eq!(c.validity_at(99), Validity::NotYet);
         assert_eq!(c.validity_at(150), Validity::Valid(50));
         assert_eq!(c.validity_at(200), Validity::Expired);
+    }
+
+    #[test]
+    fn notices_name_the_state_and_the_fix() {
+        let day = 86_400;
+        let c = cert(10 * day, 30 * day);
+        assert_eq!(c.notice_at(11 * day), None);
+        let soon = c.notice_at(27 * day).unwrap();
+        assert_eq!(soon.severity, Severity::Warn);
+        assert_eq!(
+            soon.advice,
+            "the certificate expires in 3.0 days, at 1970-01-31 00:00:00Z: renew it soon"
+        );
+        let expired = c.notice_at(30 * day).unwrap();
+        assert_eq!(
+            (expired.severity, expired.state),
+            (Severity::Fail, "EXPIRED")
+        );
+        assert!(
+            expired
+                .advice
+                .starts_with("the certificate expired at 1970-01-31")
+        );
+        let early = c.notice_at(day).unwrap();
+        assert_eq!(
+            (early.severity, early.state),
+            (Severity::Fail, "NOT YET VALID")
+        );
+        assert!(early.advice.contains("valid only from 1970-01-11"));
     }
 
     #[test]
