@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use crate::cert::{Certificate, Severity};
+use crate::cert::{self, Certificate, Severity};
 use crate::error::{EXIT_CONFIG, EXIT_NOPERM, EXIT_UNAVAILABLE, Error};
 use crate::forward::join_host_port;
 use crate::hostkey;
@@ -478,7 +478,7 @@ fn describe_credentials(settings: &Settings) -> (Mark, String, Option<String>) {
         let pub_path = format!("{}.pub", settings.identity.display());
         let key_type = std::fs::read_to_string(&pub_path)
             .ok()
-            .and_then(|t| t.split_whitespace().next().map(str::to_string))
+            .and_then(|t| cert::public_key_type(&t).ok())
             .unwrap_or_else(|| "key".into());
         return (
             Mark::Ok,
