@@ -137,6 +137,8 @@ struct KnownLine {
     number: usize,
     revoked: bool,
     key: PublicKey,
+    /// The key in the wire format, which libssh2 compares.
+    blob: Vec<u8>,
     /// The line without marker and comment, for libssh2's host-pattern matching.
     entry: String,
 }
@@ -167,16 +169,7 @@ pub fn read_known_hosts(
             ));
             continue;
         }
-        let blob = match line.key.to_bytes() {
-            Ok(blob) => blob,
-            Err(e) => {
-                entries
-                    .skipped
-                    .push(format!("line {}: key cannot be encoded ({e})", line.number));
-                continue;
-            }
-        };
-        if let ssh2::CheckResult::Match = single.check_port(host, port, &blob) {
+        if let ssh2::CheckResult::Match = single.check_port(host, port, &line.blob) {
             if line.revoked {
                 entries.revoked.push(line.key);
             } else {
@@ -195,21 +188,16 @@ fn parse_known_hosts(text: &str, skipped: &mut Vec<String>) -> Vec<KnownLine> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        match parse_known_line(line) {
-            Ok((revoked, key, entry)) => lines.push(KnownLine {
-                number,
-                revoked,
-                key,
-                entry,
-            }),
+        match parse_known_line(number, line) {
+            Ok(known) => lines.push(known),
             Err(why) => skipped.push(format!("line {number}: {why}")),
         }
     }
     lines
 }
 
-/// One non-comment line: revoked or not, the key, and the text libssh2 matches hosts with.
-fn parse_known_line(line: &str) -> Result<(bool, PublicKey, String), String> {
+/// One non-comment line; the error says what was expected.
+fn parse_known_line(number: usize, line: &str) -> Result<KnownLine, String> {
     // ssh-key splits fields on single spaces; OpenSSH accepts any run of blanks.
     let fields: Vec<&str> = line.split_whitespace().collect();
     let first = fields.first().copied().unwrap_or_default();
@@ -235,8 +223,18 @@ fn parse_known_line(line: &str) -> Result<(bool, PublicKey, String), String> {
     if matched.len() > 4000 {
         return Err("longer than libssh2's 4 KiB line limit".into());
     }
-    let revoked = entry.marker() == Some(&Marker::Revoked);
-    Ok((revoked, entry.public_key().clone(), matched))
+    // Encoding a key that was just decoded cannot fail; say so rather than panic.
+    let blob = entry
+        .public_key()
+        .to_bytes()
+        .map_err(|e| format!("key cannot be encoded ({e})"))?;
+    Ok(KnownLine {
+        number,
+        revoked: entry.marker() == Some(&Marker::Revoked),
+        key: entry.public_key().clone(),
+        blob,
+        entry: matched,
+    })
 }
 
 /// Host key algorithms flytube asks for, most preferred first.
