@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::cert::{Certificate, Validity, format_utc};
+use crate::cert::{self, Certificate, Severity};
 use crate::error::{EXIT_CONFIG, EXIT_NOPERM, EXIT_UNAVAILABLE, Error};
 use crate::forward::{ForwardSpec, Via, join_host_port};
 use crate::hostkey::{self, KnownEntries};
@@ -16,9 +16,6 @@ use crate::relay::{self, Negotiated};
 use crate::settings::STRONG_CIPHERS;
 use crate::settings::Settings;
 use crate::text::escape_untrusted;
-
-/// A certificate closer than this to its end gets a warning.
-pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
 
 /// The verdict of one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -530,7 +527,7 @@ fn describe_credentials(settings: &Settings) -> (Mark, String, Option<String>) {
         let pub_path = format!("{}.pub", settings.auth.identity.display());
         let key_type = std::fs::read_to_string(&pub_path)
             .ok()
-            .and_then(|t| t.split_whitespace().next().map(str::to_string))
+            .and_then(|t| cert::public_key_type(&t).ok())
             .unwrap_or_else(|| "key".into());
         return (
             Mark::Ok,
@@ -586,32 +583,9 @@ fn describe_credentials(settings: &Settings) -> (Mark, String, Option<String>) {
             )),
         );
     }
-    match cert.validity() {
-        Validity::Expired => (
-            Mark::Fail,
-            format!("{detail}: EXPIRED"),
-            Some(format!(
-                "the certificate expired at {}: renew it",
-                format_utc(cert.valid_before)
-            )),
-        ),
-        Validity::NotYet => (
-            Mark::Fail,
-            format!("{detail}: NOT YET VALID"),
-            Some(format!(
-                "the certificate is valid from {}: check this machine's clock or re-sign it",
-                format_utc(cert.valid_after)
-            )),
-        ),
-        Validity::Valid(left) if Duration::from_secs(left) < EXPIRY_WARNING => (
-            Mark::Warn,
-            detail,
-            Some(format!(
-                "the certificate expires in {:.1} days, at {}: renew it soon",
-                left as f64 / 86_400.0,
-                format_utc(cert.valid_before)
-            )),
-        ),
-        Validity::Valid(_) => (Mark::Ok, detail, None),
+    match cert.notice() {
+        None => (Mark::Ok, detail, None),
+        Some(n) if n.severity == Severity::Warn => (Mark::Warn, detail, Some(n.advice)),
+        Some(n) => (Mark::Fail, format!("{detail}: {}", n.state), Some(n.advice)),
     }
 }

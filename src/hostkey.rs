@@ -5,9 +5,9 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use ssh_key::known_hosts::{Entry, Marker};
+use ssh_key::{HashAlg, PublicKey};
 
-use crate::base64;
 use crate::forward::join_host_port;
 
 /// How the relay's host key is trusted: a known_hosts file, a pinned fingerprint, or both
@@ -22,66 +22,82 @@ pub struct HostKeyPolicy {
 
 /// A SHA256 host key fingerprint, as `ssh-keygen -lf` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprint([u8; 32]);
+pub struct Fingerprint(ssh_key::Fingerprint);
 
 impl Fingerprint {
-    /// The fingerprint of a raw key blob.
-    pub fn of(blob: &[u8]) -> Fingerprint {
-        Fingerprint(Sha256::digest(blob).into())
+    /// The SHA256 fingerprint of a public key.
+    pub fn of(key: &PublicKey) -> Fingerprint {
+        Fingerprint(key.fingerprint(HashAlg::Sha256))
     }
 
-    /// Parses `SHA256:<43 base64 characters>`; the error says what is allowed.
+    /// Parses `SHA256:<43 base64 characters>` (trailing `=` padding allowed); the error
+    /// says what is allowed. SHA512 fingerprints, which `ssh-key` also reads, are refused:
+    /// `ssh-keygen -lf` prints SHA256 and only that is ever compared.
     pub fn parse(text: &str) -> Result<Fingerprint, String> {
-        let bad = || {
-            format!(
+        match text
+            .trim()
+            .trim_end_matches('=')
+            .parse::<ssh_key::Fingerprint>()
+        {
+            Ok(fp) if fp.is_sha256() => Ok(Fingerprint(fp)),
+            _ => Err(format!(
                 "host key fingerprint {text:?} is not allowed (use the SHA256:... form \
                  that `ssh-keygen -lf KEY.pub` prints)"
-            )
-        };
-        let encoded = text.trim().strip_prefix("SHA256:").ok_or_else(bad)?;
-        let bytes = base64::decode(encoded).ok_or_else(bad)?;
-        let hash: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
-        Ok(Fingerprint(hash))
+            )),
+        }
     }
 
     /// Compares in constant time, so a timing side channel reveals nothing about the pin.
     pub fn matches(&self, other: &Fingerprint) -> bool {
-        self.0
-            .iter()
-            .zip(other.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 }
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SHA256:{}", base64::encode_unpadded(&self.0))
+        self.0.fmt(f)
     }
 }
 
 /// The key the relay presented.
 #[derive(Debug, Clone)]
 pub struct PresentedKey {
-    /// Raw public key blob.
-    pub blob: Vec<u8>,
-    /// Key type name from the blob (e.g. `ssh-ed25519`).
+    key: PublicKey,
+    /// Key type name from the key (e.g. `ssh-ed25519`).
     pub key_type: String,
 }
 
 impl PresentedKey {
-    /// Takes the negotiated host key off a handshaken session.
-    pub fn from_session(session: &ssh2::Session) -> Option<PresentedKey> {
-        let (blob, _) = session.host_key()?;
-        Some(PresentedKey {
-            blob: blob.to_vec(),
-            key_type: blob_key_type(blob).unwrap_or_else(|| "unknown".into()),
+    /// Takes the negotiated host key off a handshaken session. An error means the key
+    /// cannot be checked, so the relay must not be trusted.
+    pub fn from_session(session: &ssh2::Session) -> Result<PresentedKey, String> {
+        let (blob, _) = session
+            .host_key()
+            .ok_or("the relay presented no host key")?;
+        PresentedKey::from_blob(blob)
+    }
+
+    /// Reads a key in the SSH wire format (RFC 4253 section 6.6).
+    pub fn from_blob(blob: &[u8]) -> Result<PresentedKey, String> {
+        // Only reachable with a broken relay or libssh2: the handshake offers only key types
+        // that ssh-key reads, and libssh2 has already checked the relay's signature with it.
+        let key = PublicKey::from_bytes(blob).map_err(|e| {
+            format!(
+                "the relay's host key cannot be read (expected an SSH public key for one of the \
+                 offered algorithms {}): {e}",
+                ALGORITHMS.join(", ")
+            )
+        })?;
+        Ok(PresentedKey {
+            key_type: key.algorithm().as_str().to_string(),
+            key,
         })
     }
 
     /// Its SHA256 fingerprint.
     pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint::of(&self.blob)
+        Fingerprint::of(&self.key)
     }
 
     /// The line that would trust this key in a known_hosts file.
@@ -91,50 +107,64 @@ impl PresentedKey {
         } else {
             format!("[{host}]:{port}")
         };
-        format!("{name} {} {}", self.key_type, base64::encode(&self.blob))
+        // Encoding a key that was just decoded cannot fail; say so rather than panic.
+        match self.key.to_openssh() {
+            Ok(key) => format!("{name} {key}"),
+            Err(e) => format!("{name} {} (cannot be encoded: {e})", self.key_type),
+        }
+    }
+
+    fn is(&self, key: &PublicKey) -> bool {
+        // Key data only: known_hosts comments must not make a listed key differ.
+        self.key.key_data() == key.key_data()
     }
 }
 
-/// The first string of an SSH key blob: its type.
-pub fn blob_key_type(blob: &[u8]) -> Option<String> {
-    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
-    let name = blob.get(4..4 + len)?;
-    String::from_utf8(name.to_vec()).ok()
+/// The entries of a known_hosts file that apply to one relay.
+#[derive(Debug, Default)]
+pub struct KnownEntries {
+    /// Keys listed for the relay.
+    pub keys: Vec<PublicKey>,
+    /// Keys marked `@revoked` for the relay.
+    pub revoked: Vec<PublicKey>,
+    /// Problems with lines that were skipped (line number and reason).
+    pub skipped: Vec<String>,
+}
+
+impl KnownEntries {
+    /// The key types listed for the relay, in file order.
+    pub fn key_types(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|k| k.algorithm().as_str().to_string())
+            .collect()
+    }
 }
 
 /// One usable line of a known_hosts file.
 struct KnownLine {
     number: usize,
     revoked: bool,
-    key_type: String,
+    key: PublicKey,
+    /// The key in the wire format, which libssh2 compares.
     blob: Vec<u8>,
-    /// The line without its marker, for libssh2's host-pattern matching (plain and hashed).
+    /// The line without marker and comment, for libssh2's host-pattern matching.
     entry: String,
 }
 
-/// The entries of a known_hosts file that apply to one relay.
-#[derive(Debug, Default)]
-pub struct KnownEntries {
-    /// Keys listed for the relay, with their key types.
-    pub keys: Vec<(String, Vec<u8>)>,
-    /// Keys marked `@revoked` for the relay.
-    pub revoked: Vec<Vec<u8>>,
-    /// Problems with lines that were skipped (line number and reason).
-    pub skipped: Vec<String>,
-}
-
-/// Reads the entries of `path` that apply to `host:port`. Host patterns, hashed names and
-/// the `[host]:port` form are matched by libssh2. Unparsable lines are skipped and reported,
-/// not fatal (libssh2's own reader stops at the first one). `@cert-authority` lines are
-/// reported as unsupported: libssh2 cannot validate host certificates.
+/// Reads the entries of `path` that apply to `host:port`. `ssh-key` reads each line;
+/// libssh2 matches host patterns, hashed names and the `[host]:port` form (`ssh-key` only
+/// parses them). Unparsable lines are skipped and reported, not fatal (libssh2's own reader
+/// stops at the first one). `@cert-authority` lines are reported as unsupported: libssh2
+/// cannot validate host certificates.
 pub fn read_known_hosts(
     session: &ssh2::Session,
     path: &Path,
     host: &str,
     port: u16,
 ) -> Result<KnownEntries, String> {
-    let text =
-        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = fs::read_to_string(path)
+        .map_err(|e| format!("cannot read known_hosts file {}: {e}", path.display()))?;
     let mut entries = KnownEntries::default();
     for line in parse_known_hosts(&text, &mut entries.skipped) {
         let mut single = session
@@ -142,7 +172,7 @@ pub fn read_known_hosts(
             .map_err(|e| format!("cannot create known_hosts matcher: {e}"))?;
         if let Err(e) = single.read_str(&line.entry, ssh2::KnownHostFileKind::OpenSSH) {
             entries.skipped.push(format!(
-                "line {}: not understood ({})",
+                "line {}: not understood by libssh2 ({})",
                 line.number,
                 e.message()
             ));
@@ -150,9 +180,9 @@ pub fn read_known_hosts(
         }
         if let ssh2::CheckResult::Match = single.check_port(host, port, &line.blob) {
             if line.revoked {
-                entries.revoked.push(line.blob);
+                entries.revoked.push(line.key);
             } else {
-                entries.keys.push((line.key_type, line.blob));
+                entries.keys.push(line.key);
             }
         }
     }
@@ -167,68 +197,75 @@ fn parse_known_hosts(text: &str, skipped: &mut Vec<String>) -> Vec<KnownLine> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let mut fields: Vec<&str> = line.split_whitespace().collect();
-        let mut revoked = false;
-        if let Some(marker) = fields.first().filter(|f| f.starts_with('@')) {
-            match *marker {
-                "@revoked" => revoked = true,
-                "@cert-authority" => {
-                    skipped.push(format!(
-                        "line {number}: @cert-authority is not supported (pin the relay's \
-                         own host key instead)"
-                    ));
-                    continue;
-                }
-                other => {
-                    skipped.push(format!("line {number}: unknown marker {other}"));
-                    continue;
-                }
-            }
-            fields.remove(0);
+        match parse_known_line(number, line) {
+            Ok(known) => lines.push(known),
+            Err(why) => skipped.push(format!("line {number}: {why}")),
         }
-        if fields.len() < 3 {
-            skipped.push(format!("line {number}: expected HOSTS KEYTYPE KEY"));
-            continue;
-        }
-        let Some(blob) = base64::decode(fields[2]) else {
-            skipped.push(format!("line {number}: key is not base64"));
-            continue;
-        };
-        if line.len() > 4000 {
-            skipped.push(format!(
-                "line {number}: longer than libssh2's 4 KiB line limit"
-            ));
-            continue;
-        }
-        lines.push(KnownLine {
-            number,
-            revoked,
-            key_type: fields[1].to_string(),
-            blob,
-            entry: fields[..3].join(" "),
-        });
     }
     lines
 }
+
+/// One non-comment line; the error says what was expected.
+fn parse_known_line(number: usize, line: &str) -> Result<KnownLine, String> {
+    // ssh-key splits fields on single spaces; OpenSSH accepts any run of blanks.
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let first = fields.first().copied().unwrap_or_default();
+    let marked = first.starts_with('@');
+    if marked && first.parse::<Marker>().is_err() {
+        return Err(format!(
+            "unknown marker {first} (expected @revoked or @cert-authority)"
+        ));
+    }
+    let entry: Entry = fields.join(" ").parse().map_err(|e| {
+        format!("expected [@revoked] HOSTS KEYTYPE BASE64-KEY [COMMENT] (ssh-key: {e})")
+    })?;
+    if entry.marker() == Some(&Marker::CertAuthority) {
+        let why = "@cert-authority is not supported (pin the relay's own host key instead)";
+        return Err(why.into());
+    }
+    // Marker and comment off: libssh2 reads "HOSTS KEYTYPE KEY".
+    let start = usize::from(marked);
+    let matched = fields
+        .get(start..start + 3)
+        .ok_or("expected HOSTS KEYTYPE KEY")?
+        .join(" ");
+    if matched.len() > 4000 {
+        return Err("longer than libssh2's 4 KiB line limit".into());
+    }
+    // Encoding a key that was just decoded cannot fail; say so rather than panic.
+    let blob = entry
+        .public_key()
+        .to_bytes()
+        .map_err(|e| format!("key cannot be encoded ({e})"))?;
+    Ok(KnownLine {
+        number,
+        revoked: entry.marker() == Some(&Marker::Revoked),
+        key: entry.public_key().clone(),
+        blob,
+        entry: matched,
+    })
+}
+
+/// Host key algorithms flytube asks for, most preferred first.
+const ALGORITHMS: &[&str] = &[
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+];
 
 /// Host key algorithms to ask for, most preferred first. Plain key types only: with a
 /// `*-cert-v01` host key libssh2 would hand us the certificate's hash, which changes on every
 /// re-issue, and it does not validate host certificates anyway. Types listed in known_hosts
 /// for this relay go first, as OpenSSH does, so the relay presents a key we can check.
 pub fn host_key_preference(known_types: &[String]) -> String {
-    const ALL: &[&str] = &[
-        "ssh-ed25519",
-        "ecdsa-sha2-nistp256",
-        "ecdsa-sha2-nistp384",
-        "ecdsa-sha2-nistp521",
-        "rsa-sha2-512",
-        "rsa-sha2-256",
-    ];
     let mut order: Vec<&str> = Vec::new();
     for key_type in known_types {
         let algorithms: &[&str] = match key_type.as_str() {
             "ssh-rsa" => &["rsa-sha2-512", "rsa-sha2-256"],
-            other => match ALL.iter().find(|a| **a == other) {
+            other => match ALGORITHMS.iter().find(|a| **a == other) {
                 Some(a) => std::slice::from_ref(a),
                 None => &[],
             },
@@ -239,7 +276,7 @@ pub fn host_key_preference(known_types: &[String]) -> String {
             }
         }
     }
-    for a in ALL {
+    for a in ALGORITHMS {
         if !order.contains(a) {
             order.push(a);
         }
@@ -267,14 +304,14 @@ pub fn verify(
         ));
     }
     if let (Some(path), Some(known)) = (&policy.known_hosts, known) {
-        if known.revoked.contains(&presented.blob) {
+        if known.revoked.iter().any(|k| presented.is(k)) {
             return Err(format!(
                 "the relay presented {} {got}, which {} marks @revoked",
                 presented.key_type,
                 path.display()
             ));
         }
-        if known.keys.iter().any(|(_, k)| *k == presented.blob) {
+        if known.keys.iter().any(|k| presented.is(k)) {
             return Ok(());
         }
         let name = join_host_port(host, port);
@@ -290,7 +327,7 @@ pub fn verify(
         let expected: Vec<String> = known
             .keys
             .iter()
-            .map(|(t, k)| format!("{t} {}", Fingerprint::of(k)))
+            .map(|k| format!("{} {}", k.algorithm().as_str(), Fingerprint::of(k)))
             .collect();
         return Err(format!(
             "the relay presented {} {got}, but {} lists {} for {name}; if the relay's key was \
@@ -307,22 +344,115 @@ pub fn verify(
 mod tests {
     use super::*;
 
+    // Made with ssh-keygen; HASHED is `[relay.example]:2222` with ED25519's key, hashed by
+    // `ssh-keygen -H`.
+    const ED25519: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZodWNdEGeIAzkbrxNlaWwD3xA4xIeXHk+9MNcYanEo";
+    const ED25519_FP: &str = "SHA256:VLkMiO7c+YKOsS3RYcRV3tzsEcsl533qzBZDRUbRSe8";
+    const OTHER: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFF9wtknaczta04y9aMwvsBRMRZOI99J6q4UcHMiCmX+";
+    const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBJ7baZcSfSwlzfNftBRAZXYDui6TMy/LojVlpRELpKBzNOOHKljk76bC1Ghxvjz68BPTLDVGCHnTGGXUm0X7gQY=";
+    const ECDSA_FP: &str = "SHA256:gnEOCv0OC6EExjnN4rQc87vNvCzMTQPFPdhIZKd+smo";
+    const RSA: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC2o7OcBASQL4Jf2Yw+RCTcoztaPOWpeC2CsyDaC9/BuBZZiJjSEjFN5cCt5kHCJ5kvrg5A5ijU2vZdxDRYtAghl0Gh1j8tR1jisTFSx/PeBuVvExxxNcCN/dciNshy+Gyponfmn4TbSRkkCPNfKuvKSTubwDg1jLlgC0aI5wRzQQ==";
+    const RSA_FP: &str = "SHA256:1F30+mvb0caJJOMv7GHyNaSbWsZ65vkwQy3WV2Pmyhw";
+    const HASHED: &str = "|1|9O1T7AHr42vCckCCP7/NbqxmFiE=|JhlqVvLenv3VNmG4iOAoW/zKJn8=";
+
+    fn key(line: &str) -> PublicKey {
+        PublicKey::from_openssh(line).unwrap()
+    }
+
+    fn presented(line: &str) -> PresentedKey {
+        PresentedKey::from_blob(&key(line).to_bytes().unwrap()).unwrap()
+    }
+
+    /// A known_hosts file in a fresh directory, read for `relay.example:2222`.
+    fn read(text: &str) -> KnownEntries {
+        let dir = std::env::temp_dir().join(format!(
+            "flytube-hostkey-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("known_hosts");
+        fs::write(&path, text).unwrap();
+        let session = ssh2::Session::new().unwrap();
+        let entries = read_known_hosts(&session, &path, "relay.example", 2222).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        entries
+    }
+
+    fn policy(known_hosts: bool, pin: Option<&str>) -> HostKeyPolicy {
+        HostKeyPolicy {
+            known_hosts: known_hosts.then(|| "/etc/kh".into()),
+            fingerprint: pin.map(|p| Fingerprint::parse(p).unwrap()),
+        }
+    }
+
     #[test]
-    fn fingerprint_round_trip_and_constant_time_match() {
-        let fp = Fingerprint::of(b"key");
-        let text = fp.to_string();
+    fn fingerprints_are_what_ssh_keygen_prints() {
+        for (line, fp) in [(ED25519, ED25519_FP), (ECDSA, ECDSA_FP), (RSA, RSA_FP)] {
+            let p = presented(line);
+            assert_eq!(p.fingerprint().to_string(), fp);
+            assert!(Fingerprint::parse(fp).unwrap().matches(&p.fingerprint()));
+            assert!(
+                Fingerprint::parse(&format!(" {fp}=\n"))
+                    .unwrap()
+                    .matches(&p.fingerprint())
+            );
+        }
         assert!(
-            text.starts_with("SHA256:") && text.len() == 7 + 43,
-            "{text}"
+            !presented(OTHER)
+                .fingerprint()
+                .matches(&presented(ED25519).fingerprint())
         );
-        assert!(Fingerprint::parse(&text).unwrap().matches(&fp));
-        assert!(!Fingerprint::of(b"other").matches(&fp));
-        let err = Fingerprint::parse("MD5:aa:bb").unwrap_err();
-        assert!(
-            err.contains("\"MD5:aa:bb\"") && err.contains("ssh-keygen -lf"),
-            "{err}"
+        assert_eq!(presented(RSA).key_type, "ssh-rsa");
+        assert_eq!(presented(ECDSA).key_type, "ecdsa-sha2-nistp256");
+    }
+
+    #[test]
+    fn malformed_fingerprints_are_refused_with_the_expected_form() {
+        let sha512 = key(ED25519).fingerprint(HashAlg::Sha512).to_string();
+        for text in [
+            "MD5:aa:bb",
+            "",
+            "SHA256:",
+            "SHA256:abc",
+            "SHA256:VLkMiO7c+YKOsS3RYcRV3tzsEcsl533qzBZDRUbRSe",
+            "SHA256:VLkMiO7c+YKOsS3RYcRV3tzsEcsl533qzBZDRUbRSe8A",
+            "SHA256:VLkMiO7c+YKOsS3RYcRV3tzsEcsl533qzBZDRUbRS!8",
+            "sha256:VLkMiO7c+YKOsS3RYcRV3tzsEcsl533qzBZDRUbRSe8",
+            "VLkMiO7c+YKOsS3RYcRV3tzsEcsl533qzBZDRUbRSe8",
+            &sha512,
+        ] {
+            let err = Fingerprint::parse(text).unwrap_err();
+            assert!(
+                err.contains(&format!("{text:?}")) && err.contains("ssh-keygen -lf"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn unreadable_host_keys_are_errors_not_panics() {
+        let good = key(ED25519).to_bytes().unwrap();
+        let mut bad: Vec<Vec<u8>> = (0..good.len()).map(|n| good[..n].to_vec()).collect();
+        bad.push([good.as_slice(), b"x"].concat());
+        bad.push(b"\0\0\0\x0bssh-unknown\0\0\0\0".to_vec());
+        bad.push(vec![0xff; 64]);
+        for blob in bad {
+            let err = PresentedKey::from_blob(&blob).unwrap_err();
+            assert!(err.contains("offered algorithms ssh-ed25519, "), "{err}");
+        }
+    }
+
+    #[test]
+    fn known_hosts_line_round_trips() {
+        let p = presented(ED25519);
+        assert_eq!(p.known_hosts_line("relay", 22), format!("relay {ED25519}"));
+        assert_eq!(
+            p.known_hosts_line("10.0.0.1", 2222),
+            format!("[10.0.0.1]:2222 {ED25519}")
         );
-        assert!(Fingerprint::parse("SHA256:abc").is_err());
     }
 
     #[test]
@@ -338,14 +468,100 @@ mod tests {
     fn bad_lines_are_skipped_and_reported() {
         let mut skipped = Vec::new();
         let lines = parse_known_hosts(
-            "# comment\n\n@cert-authority *.x ssh-ed25519 AAAA\nhost ssh-ed25519\nhost ssh-ed25519 !!\n\
-             @revoked host ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\nhost ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 c\n",
+            &format!(
+                "# comment\n\n@cert-authority *.x {ED25519}\nhost ssh-ed25519\n\
+                 host ssh-ed25519 !!\nhost ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\n\
+                 @revoked  host\t{ED25519}\nhost {ED25519} a comment\n@bogus host {ED25519}\n\
+                 host {}\nhost ssh-rsa {}\ngarbage\n@revoked\n\x00\x7f é\n",
+                RSA.replace("ssh-rsa", "ssh-ed25519"),
+                ED25519.split_once(' ').unwrap().1,
+            ),
             &mut skipped,
         );
         assert_eq!(lines.len(), 2);
         assert!(lines[0].revoked && !lines[1].revoked);
-        assert_eq!(lines[1].entry, "host ssh-ed25519 AAAAC3NzaC1lZDI1NTE5");
-        assert_eq!(skipped.len(), 3, "{skipped:?}");
+        assert_eq!(lines[0].number, 7);
+        assert_eq!(lines[1].entry, format!("host {ED25519}"));
+        assert_eq!(skipped.len(), 10, "{skipped:?}");
         assert!(skipped[0].starts_with("line 3: @cert-authority"));
+        assert!(skipped[1].starts_with("line 4: expected [@revoked] HOSTS KEYTYPE"));
+        assert!(skipped[4].starts_with("line 9: unknown marker @bogus"));
+        // The declared type must match the key inside.
+        assert!(skipped[5].starts_with("line 10: expected"), "{skipped:?}");
+        assert!(skipped[6].starts_with("line 11: expected"), "{skipped:?}");
+    }
+
+    #[test]
+    fn long_lines_are_left_to_nobody() {
+        let mut skipped = Vec::new();
+        let hosts = vec!["h"; 3000].join(",");
+        let lines = parse_known_hosts(&format!("{hosts} {ED25519}\n"), &mut skipped);
+        assert!(lines.is_empty());
+        assert!(skipped[0].contains("4 KiB"), "{skipped:?}");
+    }
+
+    #[test]
+    fn known_hosts_match_plain_hashed_and_revoked_entries() {
+        let entries = read(&format!(
+            "other.example {OTHER}\n[relay.example]:2222 {ECDSA}\n{HASHED} {ED25519}\n\
+             @revoked relay.example,[relay.example]:2222 {OTHER}\nbroken line\n"
+        ));
+        assert_eq!(entries.key_types(), ["ecdsa-sha2-nistp256", "ssh-ed25519"]);
+        assert_eq!(entries.revoked, [key(OTHER)]);
+        assert_eq!(entries.skipped.len(), 1, "{:?}", entries.skipped);
+
+        let session = ssh2::Session::new().unwrap();
+        let err = read_known_hosts(&session, Path::new("/nonexistent/kh"), "h", 22).unwrap_err();
+        assert!(err.contains("known_hosts file /nonexistent/kh"), "{err}");
+    }
+
+    #[test]
+    fn verification_needs_every_configured_check() {
+        let entries = read(&format!(
+            "[relay.example]:2222 {ED25519} comment\n@revoked [relay.example]:2222 {OTHER}\n"
+        ));
+        let check = |key: &str, policy: &HostKeyPolicy| {
+            verify(
+                &presented(key),
+                policy,
+                Some(&entries),
+                "relay.example",
+                2222,
+            )
+        };
+        assert!(check(ED25519, &policy(true, None)).is_ok());
+        assert!(check(ED25519, &policy(true, Some(ED25519_FP))).is_ok());
+        assert!(check(ED25519, &policy(false, Some(ED25519_FP))).is_ok());
+
+        let err = check(ED25519, &policy(true, Some(RSA_FP))).unwrap_err();
+        assert!(
+            err.contains(&format!("the pinned fingerprint is {RSA_FP}")),
+            "{err}"
+        );
+        let err = check(OTHER, &policy(true, None)).unwrap_err();
+        assert!(err.contains("/etc/kh marks @revoked"), "{err}");
+        let err = check(ECDSA, &policy(true, None)).unwrap_err();
+        assert!(
+            err.contains(&format!("presented ecdsa-sha2-nistp256 {ECDSA_FP}"))
+                && err.contains(&format!(
+                    "lists ssh-ed25519 {ED25519_FP} for relay.example:2222"
+                )),
+            "{err}"
+        );
+
+        let none = KnownEntries::default();
+        let err = verify(
+            &presented(ECDSA),
+            &policy(true, None),
+            Some(&none),
+            "relay.example",
+            2222,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("has no entry for relay.example:2222")
+                && err.contains(&format!("add this line: [relay.example]:2222 {ECDSA}")),
+            "{err}"
+        );
     }
 }

@@ -11,7 +11,6 @@
 #![warn(missing_docs)]
 
 pub mod backoff;
-pub mod base64;
 pub mod cert;
 pub mod check;
 pub mod cli;

@@ -102,9 +102,7 @@ pub fn handshake(
             .method_pref(method, &ciphers)
             .map_err(|e| fail(format!("cipher list {ciphers:?} refused by libssh2: {e}")))?;
     }
-    let known_types: Vec<String> = known
-        .map(|k| k.keys.iter().map(|(t, _)| t.clone()).collect())
-        .unwrap_or_default();
+    let known_types = known.map(KnownEntries::key_types).unwrap_or_default();
     let host_keys = hostkey::host_key_preference(&known_types);
     session
         .method_pref(ssh2::MethodType::HostKey, &host_keys)
@@ -118,8 +116,11 @@ pub fn handshake(
         };
         fail(explain_handshake_error(&e, &relay, peer, &ours))
     })?;
-    let host_key = PresentedKey::from_session(&session)
-        .ok_or_else(|| fail("the relay presented no host key".into()))?;
+    // A key that cannot be read cannot be verified: refuse the relay, as for a mismatch.
+    let host_key = PresentedKey::from_session(&session).map_err(|detail| Error::HostKey {
+        relay: relay.clone(),
+        detail,
+    })?;
     let negotiated = Negotiated {
         banner: session.banner().unwrap_or("").to_string(),
         kex: session

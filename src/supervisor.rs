@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
-use crate::cert::{Certificate, Validity, format_utc};
-use crate::check::EXPIRY_WARNING;
+use crate::cert::{Certificate, Severity};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::notify::{self, Notifier};
@@ -375,23 +374,9 @@ fn warn_about_certificate(settings: &Settings) {
             return;
         }
     };
-    match cert.validity() {
-        Validity::Expired => log::error!(
-            "certificate {} expired at {}: renew it",
-            path.display(),
-            format_utc(cert.valid_before)
-        ),
-        Validity::NotYet => log::error!(
-            "certificate {} is valid only from {}: check this machine's clock",
-            path.display(),
-            format_utc(cert.valid_after)
-        ),
-        Validity::Valid(left) if Duration::from_secs(left) < EXPIRY_WARNING => log::warn!(
-            "certificate {} expires at {} (in {:.1} days): renew it soon",
-            path.display(),
-            format_utc(cert.valid_before),
-            left as f64 / 86_400.0
-        ),
-        Validity::Valid(_) => {}
+    match cert.notice() {
+        Some(n) if n.severity == Severity::Fail => log::error!("{}: {}", path.display(), n.advice),
+        Some(n) => log::warn!("{}: {}", path.display(), n.advice),
+        None => {}
     }
 }
