@@ -5,8 +5,6 @@
 
 use std::path::Path;
 
-use crate::settings::Secret;
-
 /// What a key file turned out to be, when it is usable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyKind {
@@ -26,7 +24,7 @@ pub enum KeyKind {
 pub fn check_private_key(
     path: &Path,
     text: &str,
-    passphrase: Option<&Secret>,
+    passphrase: Option<&str>,
 ) -> Result<KeyKind, String> {
     let name = path.display();
     let first = text.trim_start();
@@ -54,7 +52,7 @@ pub fn check_private_key(
     ))
 }
 
-fn check_openssh(path: &Path, text: &str, passphrase: Option<&Secret>) -> Result<KeyKind, String> {
+fn check_openssh(path: &Path, text: &str, passphrase: Option<&str>) -> Result<KeyKind, String> {
     let name = path.display();
     let key = ssh_key::PrivateKey::from_openssh(text)
         .map_err(|e| format!("identity {name} is not a valid OpenSSH private key: {e}"))?;
@@ -62,7 +60,7 @@ fn check_openssh(path: &Path, text: &str, passphrase: Option<&Secret>) -> Result
         let Some(passphrase) = passphrase else {
             return Err(no_passphrase(path));
         };
-        key.decrypt(passphrase.expose()).map_err(|_| {
+        key.decrypt(passphrase).map_err(|_| {
             format!(
                 "the passphrase does not decrypt identity {name}: check auth.passphrase_file \
                  (or FLYTUBE_PASSPHRASE)"

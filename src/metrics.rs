@@ -10,13 +10,13 @@ use std::thread;
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::error::{Error, Result};
-use crate::state::{ConnResult, State};
+use crate::state::{ConnResult, ForwardState, State};
 
 /// How often the server thread looks at the stop flag while idle.
 const POLL: Duration = Duration::from_millis(250);
@@ -29,96 +29,107 @@ struct StateCollector(Arc<State>);
 impl Collector for StateCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let state = &self.0;
-        let forwards = state.forwards();
-        let gauge = |encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64| {
-            let metric = ConstGauge::new(value);
-            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-        };
-        gauge(
-            &mut encoder,
-            "flytube_session_up",
-            "1 while an authenticated session with the relay is up",
-            i64::from(state.session_up()),
-        )?;
-        let counter = ConstCounter::new(state.reconnects());
-        counter.encode(encoder.encode_descriptor(
-            "flytube_reconnects",
-            "Sessions lost and re-established",
-            None,
-            counter.metric_type(),
-        )?)?;
-        gauge(
-            &mut encoder,
-            "flytube_last_relay_input_seconds",
-            "Unix time of the last input from the relay",
-            state.last_relay_input().as_secs() as i64,
-        )?;
-        gauge(
-            &mut encoder,
-            "flytube_certificate_expiry_timestamp_seconds",
-            "Unix time the client certificate expires (0: no certificate)",
-            state.certificate_expiry(),
-        )?;
-        let mut bound = encoder.encode_descriptor(
-            "flytube_forward_bound",
-            "1 while the relay serves the forward",
-            None,
-            ConstGauge::new(0i64).metric_type(),
-        )?;
-        for f in &forwards {
-            let labels = [("forward", f.label.clone())];
-            ConstGauge::new(i64::from(f.is_bound())).encode(bound.encode_family(&labels)?)?;
-        }
-        let mut active = encoder.encode_descriptor(
-            "flytube_connections_active",
-            "Forwarded connections open now",
-            None,
-            ConstGauge::new(0i64).metric_type(),
-        )?;
-        for f in &forwards {
-            let labels = [("forward", f.label.clone())];
-            ConstGauge::new(f.active()).encode(active.encode_family(&labels)?)?;
-        }
-        let mut total = encoder.encode_descriptor(
-            "flytube_connections",
-            "Forwarded connections ended, by result",
-            None,
-            ConstCounter::new(0u64).metric_type(),
-        )?;
-        for f in &forwards {
-            for result in ConnResult::ALL {
-                let labels = [
-                    ("forward", f.label.clone()),
-                    ("result", result.label().to_string()),
-                ];
-                ConstCounter::new(f.total(result)).encode(total.encode_family(&labels)?)?;
-            }
-        }
-        let mut bytes = encoder.encode_descriptor(
-            "flytube_bytes",
-            "Bytes carried, by direction",
-            None,
-            ConstCounter::new(0u64).metric_type(),
-        )?;
-        for f in &forwards {
-            let (to_target, from_target) = f.bytes();
-            for (direction, value) in [("to_target", to_target), ("from_target", from_target)] {
-                let labels = [
-                    ("forward", f.label.clone()),
-                    ("direction", direction.to_string()),
-                ];
-                ConstCounter::new(value).encode(bytes.encode_family(&labels)?)?;
-            }
-        }
-        let mut info = encoder.encode_descriptor(
-            "flytube_build_info",
-            "The running build",
-            None,
-            ConstGauge::new(0i64).metric_type(),
-        )?;
+        encode_session(state, &mut encoder)?;
+        encode_forwards(&state.forwards(), &mut encoder)?;
         let labels = [("version", env!("CARGO_PKG_VERSION").to_string())];
+        let mut info = gauge_family(&mut encoder, "flytube_build_info", "The running build")?;
         ConstGauge::new(1i64).encode(info.encode_family(&labels)?)
     }
+}
+
+/// One unlabelled gauge.
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> std::fmt::Result {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn gauge_family<'a>(
+    encoder: &'a mut DescriptorEncoder,
+    name: &'a str,
+    help: &'a str,
+) -> std::result::Result<MetricEncoder<'a>, std::fmt::Error> {
+    encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())
+}
+
+fn counter_family<'a>(
+    encoder: &'a mut DescriptorEncoder,
+    name: &'a str,
+    help: &'a str,
+) -> std::result::Result<MetricEncoder<'a>, std::fmt::Error> {
+    encoder.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())
+}
+
+/// The session-wide series.
+fn encode_session(state: &State, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+    gauge(
+        encoder,
+        "flytube_session_up",
+        "1 while an authenticated session with the relay is up",
+        i64::from(state.session_up()),
+    )?;
+    let counter = ConstCounter::new(state.reconnects());
+    counter.encode(encoder.encode_descriptor(
+        "flytube_reconnects",
+        "Sessions lost and re-established",
+        None,
+        counter.metric_type(),
+    )?)?;
+    gauge(
+        encoder,
+        "flytube_last_relay_input_seconds",
+        "Unix time of the last input from the relay",
+        state.last_relay_input().as_secs() as i64,
+    )?;
+    gauge(
+        encoder,
+        "flytube_certificate_expiry_timestamp_seconds",
+        "Unix time the client certificate expires (0: no certificate)",
+        state.certificate_expiry(),
+    )
+}
+
+/// The per-forward series, labelled by the forward's relay address.
+fn encode_forwards(
+    forwards: &[Arc<ForwardState>],
+    encoder: &mut DescriptorEncoder,
+) -> std::fmt::Result {
+    let label = |f: &ForwardState| ("forward", f.label.clone());
+    let mut bound = gauge_family(
+        encoder,
+        "flytube_forward_bound",
+        "1 while the relay serves the forward",
+    )?;
+    for f in forwards {
+        ConstGauge::new(i64::from(f.is_bound())).encode(bound.encode_family(&[label(f)])?)?;
+    }
+    let mut active = gauge_family(
+        encoder,
+        "flytube_connections_active",
+        "Forwarded connections open now",
+    )?;
+    for f in forwards {
+        ConstGauge::new(f.active()).encode(active.encode_family(&[label(f)])?)?;
+    }
+    let mut total = counter_family(
+        encoder,
+        "flytube_connections",
+        "Forwarded connections ended, by result",
+    )?;
+    for f in forwards {
+        for result in ConnResult::ALL {
+            let labels = [label(f), ("result", result.label().to_string())];
+            ConstCounter::new(f.total(result)).encode(total.encode_family(&labels)?)?;
+        }
+    }
+    let mut bytes = counter_family(encoder, "flytube_bytes", "Bytes carried, by direction")?;
+    for f in forwards {
+        let (to_target, from_target) = f.bytes();
+        for (direction, value) in [("to_target", to_target), ("from_target", from_target)] {
+            let labels = [label(f), ("direction", direction.to_string())];
+            ConstCounter::new(value).encode(bytes.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// The Prometheus text of the state.

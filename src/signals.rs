@@ -11,7 +11,8 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::error::{Error, Result};
-use crate::supervisor::StopHandle;
+use crate::notify::Notifier;
+use crate::state::State;
 use crate::wake::Waker;
 
 /// A request to re-read the settings, taken by whoever runs next (the pump, or the
@@ -40,6 +41,56 @@ impl ReloadHandle {
     /// True once per request.
     pub fn take(&self) -> bool {
         self.requested.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// The stop flags and the line that wakes whoever is sleeping.
+#[derive(Clone)]
+pub struct StopHandle {
+    flag: Arc<AtomicBool>,
+    now: Arc<AtomicBool>,
+    waker: Waker,
+    state: Arc<State>,
+    notifier: Arc<Notifier>,
+}
+
+impl StopHandle {
+    /// A handle with nothing asked for yet.
+    pub fn new(waker: Waker, state: Arc<State>, notifier: Arc<Notifier>) -> StopHandle {
+        StopHandle {
+            flag: Arc::new(AtomicBool::new(false)),
+            now: Arc::new(AtomicBool::new(false)),
+            waker,
+            state,
+            notifier,
+        }
+    }
+
+    /// The flag a stop sets (for the pump and the metrics thread).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.flag.clone()
+    }
+
+    /// The flag a second stop sets.
+    pub fn now_flag(&self) -> Arc<AtomicBool> {
+        self.now.clone()
+    }
+
+    /// Asks flytube to stop (SIGINT, SIGTERM): connections moving bytes get the drain time,
+    /// idle ones are closed at once. A second request ends the drain immediately.
+    pub fn stop(&self) {
+        if self.flag.swap(true, Ordering::SeqCst) {
+            self.now.store(true, Ordering::SeqCst);
+        } else {
+            self.notifier.stopping();
+            self.state.set_stopping();
+        }
+        self.waker.wake();
+    }
+
+    /// True once a stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
     }
 }
 

@@ -2,7 +2,6 @@
 //! until stopped. It decides which failures are retried and which end the process.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
@@ -14,7 +13,7 @@ use crate::pump::{Pump, PumpEnd, PumpParts};
 use crate::relay::{self, Connected, Negotiated};
 use crate::settings::Reloader;
 use crate::settings::Settings;
-use crate::signals::ReloadHandle;
+use crate::signals::{ReloadHandle, StopHandle};
 use crate::state::{ForwardState, State};
 use crate::wake::{self, Interest, WakeReceiver, Waker};
 use crate::watchdog::{self, Liveness};
@@ -22,35 +21,6 @@ use crate::worker::ThreadCount;
 
 /// A session that lasted this long resets the reconnect backoff.
 pub const STABLE_AFTER: Duration = Duration::from_secs(60);
-
-/// The stop flags and the line that wakes whoever is sleeping.
-#[derive(Clone)]
-pub struct StopHandle {
-    flag: Arc<AtomicBool>,
-    now: Arc<AtomicBool>,
-    waker: Waker,
-    state: Arc<State>,
-    notifier: Arc<Notifier>,
-}
-
-impl StopHandle {
-    /// Asks flytube to stop (SIGINT, SIGTERM): connections moving bytes get the drain time,
-    /// idle ones are closed at once. A second request ends the drain immediately.
-    pub fn stop(&self) {
-        if self.flag.swap(true, Ordering::SeqCst) {
-            self.now.store(true, Ordering::SeqCst);
-        } else {
-            self.notifier.stopping();
-            self.state.set_stopping();
-        }
-        self.waker.wake();
-    }
-
-    /// True once a stop was asked for.
-    pub fn is_stopped(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
-    }
-}
 
 /// Runs the tunnel until stopped.
 pub struct Supervisor {
@@ -74,13 +44,7 @@ impl Supervisor {
             .map_err(|e| Error::Local(format!("cannot create wake socket: {e}")))?;
         let state = State::new(forward_states(&settings));
         let notifier = Notifier::from_env();
-        let stop = StopHandle {
-            flag: Arc::new(AtomicBool::new(false)),
-            now: Arc::new(AtomicBool::new(false)),
-            waker: waker.clone(),
-            state: state.clone(),
-            notifier: notifier.clone(),
-        };
+        let stop = StopHandle::new(waker.clone(), state.clone(), notifier.clone());
         let reload = ReloadHandle::new(waker.clone());
         let unchanged = settings.clone();
         Ok(Supervisor {
@@ -113,7 +77,7 @@ impl Supervisor {
             refresh,
         )?;
         if let Some(addr) = self.settings.metrics.listen {
-            metrics::serve(addr, self.state.clone(), self.stop.flag.clone())?;
+            metrics::serve(addr, self.state.clone(), self.stop.flag())?;
         }
         Ok(())
     }
@@ -260,8 +224,8 @@ impl Supervisor {
             socket: connected.control,
             waker: self.waker.clone(),
             wake_rx: &mut self.wake_rx,
-            stop: self.stop.flag.clone(),
-            stop_now: self.stop.now.clone(),
+            stop: self.stop.flag(),
+            stop_now: self.stop.now_flag(),
             liveness,
             state: self.state.clone(),
             notifier: self.notifier.clone(),

@@ -183,8 +183,12 @@ impl AuthSettings {
                 },
             };
         let key_text = read_file("identity", &identity)?;
-        let key = keyfile::check_private_key(&identity, &key_text, passphrase.as_ref())
-            .map_err(config_error)?;
+        let key = keyfile::check_private_key(
+            &identity,
+            &key_text,
+            passphrase.as_ref().map(Secret::expose),
+        )
+        .map_err(config_error)?;
         check_key_permissions(&identity)?;
         if let Some(path) = &certificate {
             let text = read_file("certificate", path)?;
