@@ -573,19 +573,23 @@ fn describe_credentials(settings: &Settings) -> (Mark, String, Option<String>) {
         cert.serial,
         cert.window()
     );
-    if !cert.principals.is_empty() && !cert.principals.contains(&settings.relay.user) {
-        return (
-            Mark::Fail,
-            detail,
-            Some(format!(
-                "the certificate is not valid for user {:?}: have it re-signed with -n {}",
-                settings.relay.user, settings.relay.user
-            )),
-        );
-    }
-    match cert.notice() {
-        None => (Mark::Ok, detail, None),
-        Some(n) if n.severity == Severity::Warn => (Mark::Warn, detail, Some(n.advice)),
-        Some(n) => (Mark::Fail, format!("{detail}: {}", n.state), Some(n.advice)),
+    // A principal other than the user is offered anyway: the relay may map it
+    // (AuthorizedPrincipalsFile), and only its answer decides.
+    let user = &settings.relay.user;
+    let mapped = (!cert.principals.is_empty() && !cert.principals.contains(user)).then(|| {
+        format!(
+            "the certificate names {} but not the user {user:?}: the relay must map one of \
+             them to {user:?} (AuthorizedPrincipalsFile), or have it re-signed with -n {user}",
+            cert.principals.join(",")
+        )
+    });
+    match (cert.notice(), mapped) {
+        (Some(n), _) if n.severity != Severity::Warn => {
+            (Mark::Fail, format!("{detail}: {}", n.state), Some(n.advice))
+        }
+        (Some(n), Some(mapped)) => (Mark::Warn, detail, Some(format!("{}; {mapped}", n.advice))),
+        (Some(n), None) => (Mark::Warn, detail, Some(n.advice)),
+        (None, Some(mapped)) => (Mark::Warn, detail, Some(mapped)),
+        (None, None) => (Mark::Ok, detail, None),
     }
 }

@@ -185,20 +185,30 @@ pub fn write_status(path: &Path, status: &Status) -> std::io::Result<()> {
     fs::rename(&tmp, path)
 }
 
+/// How often the reporter runs its daily job (the certificate review).
+const DAILY: Duration = Duration::from_secs(86_400);
+
 /// Starts the reporter thread: on every state change, and at least every `refresh`, it
 /// rewrites the status file and sends systemd the status line (and `READY=1` the first
-/// time every forward serves). It ends with the process.
+/// time every forward serves); at start and once a day it runs `daily` (the certificate
+/// review). It ends with the process.
 pub fn spawn_reporter(
     state: Arc<State>,
     notifier: Arc<Notifier>,
     status_file: Option<PathBuf>,
     refresh: Duration,
+    daily: Box<dyn Fn() + Send>,
 ) -> Result<()> {
     thread::Builder::new()
         .name("reporter".into())
         .spawn(move || {
             let mut last_line = String::new();
+            let mut last_daily: Option<Instant> = None;
             loop {
+                if last_daily.is_none_or(|at| at.elapsed() >= DAILY) {
+                    daily();
+                    last_daily = Some(Instant::now());
+                }
                 let line = state.summary();
                 if state.first_ready() {
                     notifier.ready(&line);

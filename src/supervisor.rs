@@ -70,11 +70,15 @@ impl Supervisor {
     /// and the metrics endpoint when one is configured.
     fn start_reporting(&self) -> Result<()> {
         let refresh = self.settings.keepalive.interval;
+        let certificate = self.settings.auth.certificate.clone();
+        let state = self.state.clone();
+        let daily = Box::new(move || review_certificate(certificate.as_deref(), Some(&state)));
         notify::spawn_reporter(
             self.state.clone(),
             self.notifier.clone(),
             self.settings.status_file.clone(),
             refresh,
+            daily,
         )?;
         if let Some(addr) = self.settings.metrics.listen {
             metrics::serve(addr, self.state.clone(), self.stop.flag())?;
@@ -325,7 +329,14 @@ fn forward_states(settings: &Settings) -> Vec<Arc<ForwardState>> {
 /// Logs a certificate that is expired, not yet valid, or close to its end: the most common
 /// reason a working tunnel stops authenticating.
 fn warn_about_certificate(settings: &Settings) {
-    let Some(path) = &settings.auth.certificate else {
+    review_certificate(settings.auth.certificate.as_deref(), None);
+}
+
+/// Reads the certificate, logs its notice (expired, not yet valid, close to its end) and
+/// records its end for the `flytube_certificate_expiry_timestamp_seconds` metric. Called
+/// at start, after a rejected key, and once a day while the session stays up.
+fn review_certificate(path: Option<&std::path::Path>, state: Option<&State>) {
+    let Some(path) = path else {
         return;
     };
     let cert = match std::fs::read_to_string(path)
@@ -338,6 +349,9 @@ fn warn_about_certificate(settings: &Settings) {
             return;
         }
     };
+    if let Some(state) = state {
+        state.set_certificate_expiry(i64::try_from(cert.valid_before).unwrap_or(i64::MAX));
+    }
     match cert.notice() {
         Some(n) if n.severity == Severity::Fail => log::error!("{}: {}", path.display(), n.advice),
         Some(n) => log::warn!("{}: {}", path.display(), n.advice),

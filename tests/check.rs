@@ -315,3 +315,32 @@ fn certificate_details_are_read_from_a_real_certificate() {
     assert_eq!(cert.principals, vec![relay.user.clone()]);
     assert!(matches!(cert.validity(), flytube::cert::Validity::Valid(left) if left > 86_000));
 }
+
+#[test]
+fn a_certificate_for_a_mapped_principal_is_offered_and_the_relay_decides() {
+    // The relay maps principal "site-berlin" to the login user (AuthorizedPrincipalsFile),
+    // so a certificate without the user's name is valid there.
+    let dir = TempDir::new("principals");
+    std::fs::write(dir.join("principals"), "site-berlin\n").unwrap();
+    let relay = Relay::start_with(&format!(
+        "AuthorizedPrincipalsFile {}",
+        dir.join("principals").display()
+    ));
+    let key = dir.join("id_mapped");
+    keygen(&key, "ed25519");
+    sign(&relay.dir.join("ca"), &key, "site-berlin", "-5m:+52w");
+    let echo = Echo::start();
+    let mut args = relay.args();
+    let at = args.iter().position(|a| a == "-i").unwrap() + 1;
+    args[at] = key.display().to_string();
+    args.extend(forward(free_port(), echo.port));
+    let out = check(&args, false);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    let auth = line(&out, "authentication");
+    assert!(auth.starts_with("[warn]"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("AuthorizedPrincipalsFile"),
+        "{}",
+        out.stdout
+    );
+}

@@ -90,6 +90,13 @@ fn readiness_metrics_and_health_follow_the_relay() {
     let text = get(metrics_port, "/metrics").1;
     let label = format!("forward=\"127.0.0.1:{source}\"");
     assert_eq!(metric(&text, "flytube_session_up"), Some(1), "{text}");
+    // The relay fixture's certificate is valid for 52 weeks.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expiry = metric(&text, "flytube_certificate_expiry_timestamp_seconds").unwrap_or(0);
+    assert!(expiry > now + 300 * 86_400, "{text}");
     assert_eq!(
         metric(
             &text,
