@@ -22,6 +22,7 @@ pub mod error;
 pub mod forward;
 pub mod hostkey;
 pub mod keyfile;
+#[allow(unsafe_code)]
 pub mod libssh2;
 pub mod logging;
 pub mod metrics;

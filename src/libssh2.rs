@@ -1,5 +1,7 @@
 //! Small facts about libssh2 that several parts rely on: its error codes by name, its
-//! millisecond timeouts, what the linked library supports. See docs/libssh2.md.
+//! millisecond timeouts, what the linked library supports, and the one call ssh2 does not
+//! wrap (the originator of an accepted forwarded channel). One of the two modules allowed
+//! `unsafe` (with wake.rs): one FFI call, commented. See docs/libssh2.md.
 
 use std::time::Duration;
 
@@ -23,6 +25,30 @@ pub fn code(error: &ssh2::Error) -> Option<i32> {
 /// True when `error` is libssh2's `code`.
 pub fn is(error: &ssh2::Error, code: i32) -> bool {
     self::code(error) == Some(code)
+}
+
+/// Who connected to the relay's port for the forwarded channel accepted last on `session`
+/// (the originator address and port of RFC 4254 7.2, which the relay reports in every
+/// `forwarded-tcpip` open). Vendored patch 0005 keeps it; stock libssh2 drops it.
+pub fn accepted_originator(session: &ssh2::Session) -> Option<(String, u16)> {
+    let mut raw = session.raw();
+    let mut host: *const std::os::raw::c_char = std::ptr::null();
+    let mut port: std::os::raw::c_uint = 0;
+    // SAFETY: `raw` is the session's live LIBSSH2_SESSION, locked by ssh2 for this call;
+    // the function only reads it and sets `host` to a NUL-terminated buffer inside it,
+    // which is copied out below while the lock is still held.
+    let rc = unsafe {
+        libssh2_sys::libssh2_channel_forward_accepted_originator(&mut *raw, &mut host, &mut port)
+    };
+    if rc != 0 || host.is_null() {
+        return None;
+    }
+    // SAFETY: on success `host` points to a NUL-terminated string of at most 255 bytes in
+    // the session, unchanged while `raw` is held.
+    let text = unsafe { std::ffi::CStr::from_ptr(host) }
+        .to_string_lossy()
+        .into_owned();
+    Some((text, u16::try_from(port).unwrap_or(0)))
 }
 
 /// A duration as libssh2's millisecond timeout, saturating instead of wrapping.

@@ -6,7 +6,7 @@
 //! channel stalls every other one, and threads that poll the socket themselves lose
 //! wake-ups because any libssh2 call drains packets for all channels (libssh2 notes §2).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::backoff::Backoff;
 use crate::conn::{Conn, is_session_fatal};
 use crate::forward::ForwardSpec;
-use crate::forward::Via;
+use crate::forward::{Via, join_host_port};
 use crate::libssh2;
 use crate::notify::Notifier;
 use crate::settings::{Reloader, Settings};
@@ -119,6 +119,8 @@ pub struct Pump<'a> {
     scratch: Vec<u8>,
     /// Connections counted as active in the metrics, so each is counted out once.
     counted: HashSet<u64>,
+    /// Who connected to the relay's port, per connection, for the audit trail.
+    origins: HashMap<u64, String>,
     probe: Probe,
     probe_in_flight: bool,
     last_probe: Instant,
@@ -190,6 +192,7 @@ impl<'a> Pump<'a> {
             next_id: parts.next_id,
             scratch: vec![0u8; SCRATCH],
             counted: HashSet::new(),
+            origins: HashMap::new(),
             probe: Probe::Idle,
             probe_in_flight: false,
             last_probe: Instant::now(),
@@ -423,7 +426,9 @@ impl<'a> Pump<'a> {
                     Ok(channel) => {
                         pass.progress = true;
                         pass.inbound = true;
-                        self.admit(forward, channel);
+                        let origin = libssh2::accepted_originator(&self.session)
+                            .map(|(host, port)| join_host_port(&host, port));
+                        self.admit(forward, channel, origin);
                     }
                     Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {
                         // libssh2 answers some packets itself while reading (open
@@ -447,9 +452,12 @@ impl<'a> Pump<'a> {
     }
 
     /// Starts serving one accepted channel, or refuses it past the connection limit.
-    fn admit(&mut self, forward: usize, channel: ssh2::Channel) {
+    fn admit(&mut self, forward: usize, channel: ssh2::Channel, origin: Option<String>) {
         *self.next_id += 1;
         let id = *self.next_id;
+        if let Some(origin) = origin {
+            self.origins.insert(id, origin);
+        }
         let spec = &self.slots[forward].spec;
         let limit = self.settings.limits.max_connections;
         let live = self.conns.iter().filter(|c| !c.is_closing()).count()
@@ -523,15 +531,20 @@ impl<'a> Pump<'a> {
             .target_addr()
             .map_or_else(|| spec.target_display(), |a| a.to_string());
         let duration_s = conn.started.elapsed().as_secs_f64();
+        let from = self
+            .origins
+            .remove(&conn.id)
+            .unwrap_or_else(|| "unknown".into());
         log::info!(
             conn = conn.id,
+            from = from.as_str(),
             forward:% = spec,
             target:% = target,
             bytes_to_target = conn.bytes_down,
             bytes_from_target = conn.bytes_up,
             duration_s = duration_s,
             reason = conn.reason();
-            "conn {} closed: forward {} via {target}, to target {} B, from target {} B, {:.3}s, {}",
+            "conn {} from {from} closed: forward {} via {target}, to target {} B, from target {} B, {:.3}s, {}",
             conn.id,
             spec,
             conn.bytes_down,
@@ -551,15 +564,20 @@ impl<'a> Pump<'a> {
         let spec = &slot.spec;
         let target = format!("{} (via relay)", splice.target);
         let duration_s = splice.started.elapsed().as_secs_f64();
+        let from = self
+            .origins
+            .remove(&splice.id)
+            .unwrap_or_else(|| "unknown".into());
         log::info!(
             conn = splice.id,
+            from = from.as_str(),
             forward:% = spec,
             target:% = target,
             bytes_to_target = to_target,
             bytes_from_target = from_target,
             duration_s = duration_s,
             reason = splice.reason();
-            "conn {} closed: forward {} via {target}, to target {} B, from target {} B, {:.3}s, {}",
+            "conn {} from {from} closed: forward {} via {target}, to target {} B, from target {} B, {:.3}s, {}",
             splice.id,
             spec,
             to_target,

@@ -287,3 +287,17 @@ fn star_bind_asks_the_relay_for_every_interface() {
         "echoed bytes differ"
     );
 }
+
+#[test]
+fn each_connection_logs_who_connected_to_the_relay() {
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let flytube = start_tunnel(&relay, &[(source, echo.port)]);
+    let client = connect(source);
+    let local = client.local_addr().unwrap();
+    drop(client);
+    flytube.wait_for("closed: forward", Duration::from_secs(5));
+    // sshd reports the platform client's own address and port as the originator.
+    flytube.assert_logged(&format!("from {local} closed"));
+}

@@ -507,6 +507,12 @@ extern "C" {
         sport: c_int,
     ) -> *mut LIBSSH2_CHANNEL;
     pub fn libssh2_channel_forward_accept(listener: *mut LIBSSH2_LISTENER) -> *mut LIBSSH2_CHANNEL;
+    // flytube patch 0005: who connected to the relay's port, for the channel accepted last.
+    pub fn libssh2_channel_forward_accepted_originator(
+        session: *mut LIBSSH2_SESSION,
+        host: *mut *const c_char,
+        port: *mut c_uint,
+    ) -> c_int;
     pub fn libssh2_channel_forward_cancel(listener: *mut LIBSSH2_LISTENER) -> c_int;
     pub fn libssh2_channel_forward_listen_ex(
         sess: *mut LIBSSH2_SESSION,

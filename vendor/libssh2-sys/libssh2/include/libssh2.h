@@ -828,6 +828,10 @@ LIBSSH2_API LIBSSH2_LISTENER *libssh2_channel_forward_listen_ex(
 
 LIBSSH2_API int libssh2_channel_forward_cancel(LIBSSH2_LISTENER *listener);
 
+LIBSSH2_API int
+libssh2_channel_forward_accepted_originator(LIBSSH2_SESSION *session,
+                                            const char **host,
+                                            unsigned int *port);
 LIBSSH2_API LIBSSH2_CHANNEL *libssh2_channel_forward_accept(
     LIBSSH2_LISTENER *listener);
 

@@ -785,6 +785,10 @@ static LIBSSH2_CHANNEL *channel_forward_accept(LIBSSH2_LISTENER *listener)
         /* add channel to session's channel list */
         ssh2_list_add(&channel->session->channels, &channel->node);
 
+        memcpy(channel->session->accepted_originator, channel->originator,
+               sizeof(channel->originator));
+        channel->session->accepted_originator_port = channel->originator_port;
+
         return channel;
     }
 
@@ -795,6 +799,27 @@ static LIBSSH2_CHANNEL *channel_forward_accept(LIBSSH2_LISTENER *listener)
         ssh2_err(listener->session, LIBSSH2_ERROR_CHANNEL_UNKNOWN,
                  "Channel not found");
     return NULL;
+}
+
+/*
+ * libssh2_channel_forward_accepted_originator
+ *
+ * The originator address and port that the server reported for the
+ * forwarded-tcpip channel accepted last on this session (RFC 4254 7.2).
+ * *host points into the session and stays valid until the next accept.
+ * Returns 0, or LIBSSH2_ERROR_INVAL when nothing was accepted yet or the
+ * server sent no address.
+ */
+LIBSSH2_API int
+libssh2_channel_forward_accepted_originator(LIBSSH2_SESSION *session,
+                                            const char **host,
+                                            unsigned int *port)
+{
+    if(!session || !host || !port || !session->accepted_originator[0])
+        return LIBSSH2_ERROR_INVAL;
+    *host = session->accepted_originator;
+    *port = session->accepted_originator_port;
+    return 0;
 }
 
 /*

@@ -463,6 +463,11 @@ struct _LIBSSH2_CHANNEL {
     unsigned char *channel_type;
     size_t channel_type_len;
 
+    /* forwarded-tcpip: the originator address and port the server reported
+       (RFC 4254 section 7.2), NUL-terminated; empty for other channels */
+    char originator[256];
+    uint32_t originator_port;
+
     /* channel's program exit status */
     int exit_status;
 
@@ -702,6 +707,10 @@ struct flags {
 struct _LIBSSH2_SESSION {
     /* Memory management callbacks */
     void *abstract;
+
+    /* The originator of the forwarded-tcpip channel accepted last */
+    char accepted_originator[256];
+    uint32_t accepted_originator_port;
 
     LIBSSH2_ALLOC_FUNC(*alloc);
     LIBSSH2_REALLOC_FUNC(*realloc);

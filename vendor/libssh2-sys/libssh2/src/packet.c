@@ -167,6 +167,13 @@ static SSH2_INLINE int packet_queue_listener(
                            channel->channel_type_len + 1);
 
                     channel->remote.id = listen_state->sender_channel;
+                    /* Keep who connected, for the application's audit log */
+                    if(listen_state->shost_len < sizeof(channel->originator)) {
+                        memcpy(channel->originator, listen_state->shost,
+                               listen_state->shost_len);
+                        channel->originator[listen_state->shost_len] = '\0';
+                    }
+                    channel->originator_port = listen_state->sport;
                     channel->remote.window_size_initial =
                         LIBSSH2_CHANNEL_WINDOW_DEFAULT;
                     channel->remote.window_size =
