@@ -5,7 +5,7 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ssh_key::known_hosts::{Entry, Marker};
+use ssh_key::known_hosts::{Entry, HostPatterns, Marker};
 use ssh_key::{HashAlg, PublicKey};
 
 use crate::forward::join_host_port;
@@ -146,47 +146,104 @@ struct KnownLine {
     number: usize,
     revoked: bool,
     key: PublicKey,
-    /// The key in the wire format, which libssh2 compares.
-    blob: Vec<u8>,
-    /// The line without marker and comment, for libssh2's host-pattern matching.
-    entry: String,
+    hosts: HostPatterns,
 }
 
-/// Reads the entries of `path` that apply to `host:port`. `ssh-key` reads each line;
-/// libssh2 matches host patterns, hashed names and the `[host]:port` form (`ssh-key` only
-/// parses them). Unparsable lines are skipped and reported, not fatal (libssh2's own reader
-/// stops at the first one). `@cert-authority` lines are reported as unsupported: libssh2
-/// cannot validate host certificates.
-pub fn read_known_hosts(
-    session: &ssh2::Session,
-    path: &Path,
-    host: &str,
-    port: u16,
-) -> Result<KnownEntries, String> {
+/// Reads the entries of `path` that apply to `host:port`, with OpenSSH's semantics
+/// (sshd(8), SSH_KNOWN_HOSTS FILE FORMAT): comma-separated patterns with `*` and `?`,
+/// `!pattern` negation (a negated match rules the line out), hashed `|1|salt|hash` names,
+/// and `[host]:port` for any port but 22 (a bare `host` entry vouches for port 22 only).
+/// `ssh-key` reads each line; unparsable lines are skipped and reported, not fatal.
+/// `@cert-authority` lines are reported as unsupported: flytube pins plain host keys.
+pub fn read_known_hosts(path: &Path, host: &str, port: u16) -> Result<KnownEntries, String> {
     let text = fs::read_to_string(path)
         .map_err(|e| format!("cannot read known_hosts file {}: {e}", path.display()))?;
+    Ok(known_entries_for(&text, host, port))
+}
+
+/// The entries of known_hosts `text` that apply to `host:port` (pure, for tests and fuzzing).
+pub fn known_entries_for(text: &str, host: &str, port: u16) -> KnownEntries {
     let mut entries = KnownEntries::default();
-    for line in parse_known_hosts(&text, &mut entries.skipped) {
-        let mut single = session
-            .known_hosts()
-            .map_err(|e| format!("cannot create known_hosts matcher: {e}"))?;
-        if let Err(e) = single.read_str(&line.entry, ssh2::KnownHostFileKind::OpenSSH) {
-            entries.skipped.push(format!(
-                "line {}: not understood by libssh2 ({})",
-                line.number,
-                e.message()
-            ));
+    let lookup = lookup_name(host, port);
+    for line in parse_known_hosts(text, &mut entries.skipped) {
+        if !hosts_match(&line.hosts, &lookup) {
             continue;
         }
-        if let ssh2::CheckResult::Match = single.check_port(host, port, &line.blob) {
-            if line.revoked {
-                entries.revoked.push(line.key);
-            } else {
-                entries.keys.push(line.key);
+        if line.revoked {
+            entries.revoked.push(line.key);
+        } else {
+            entries.keys.push(line.key);
+        }
+        let _ = line.number;
+    }
+    entries
+}
+
+/// The name OpenSSH looks up: `host` on port 22, `[host]:port` on any other.
+fn lookup_name(host: &str, port: u16) -> String {
+    let host = host.to_ascii_lowercase();
+    if port == 22 {
+        host
+    } else {
+        format!("[{host}]:{port}")
+    }
+}
+
+/// OpenSSH's `match_hostname`: true when some pattern matches and no negated one does.
+fn hosts_match(hosts: &HostPatterns, lookup: &str) -> bool {
+    match hosts {
+        HostPatterns::HashedName { salt, hash } => hashed_name_matches(salt, hash, lookup),
+        HostPatterns::Patterns(patterns) => {
+            let mut matched = false;
+            for pattern in patterns {
+                let pattern = pattern.to_ascii_lowercase();
+                match pattern.strip_prefix('!') {
+                    Some(negated) if glob_match(negated.as_bytes(), lookup.as_bytes()) => {
+                        return false;
+                    }
+                    Some(_) => {}
+                    None => matched |= glob_match(pattern.as_bytes(), lookup.as_bytes()),
+                }
             }
+            matched
         }
     }
-    Ok(entries)
+}
+
+/// `|1|salt|hash`: the hash is HMAC-SHA1 of the looked-up name keyed with the salt.
+fn hashed_name_matches(salt: &[u8], hash: &[u8; 20], lookup: &str) -> bool {
+    use hmac::{KeyInit, Mac};
+    let Ok(mut mac) = hmac::Hmac::<sha1::Sha1>::new_from_slice(salt) else {
+        return false;
+    };
+    mac.update(lookup.as_bytes());
+    mac.verify_slice(hash).is_ok()
+}
+
+/// Shell-style `*` (any run) and `?` (any one byte) matching, iterative so that no
+/// pattern can make it recurse or take more than pattern x text steps.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while p < pattern.len() && pattern[p] == b'*' {
+        p += 1;
+    }
+    p == pattern.len()
 }
 
 fn parse_known_hosts(text: &str, skipped: &mut Vec<String>) -> Vec<KnownLine> {
@@ -210,11 +267,13 @@ fn parse_known_line(number: usize, line: &str) -> Result<KnownLine, String> {
     // ssh-key splits fields on single spaces; OpenSSH accepts any run of blanks.
     let fields: Vec<&str> = line.split_whitespace().collect();
     let first = fields.first().copied().unwrap_or_default();
-    let marked = first.starts_with('@');
-    if marked && first.parse::<Marker>().is_err() {
+    if first.starts_with('@') && first.parse::<Marker>().is_err() {
         return Err(format!(
             "unknown marker {first} (expected @revoked or @cert-authority)"
         ));
+    }
+    if line.len() > 8192 {
+        return Err("longer than 8 KiB".into());
     }
     let entry: Entry = fields.join(" ").parse().map_err(|e| {
         format!("expected [@revoked] HOSTS KEYTYPE BASE64-KEY [COMMENT] (ssh-key: {e})")
@@ -223,26 +282,11 @@ fn parse_known_line(number: usize, line: &str) -> Result<KnownLine, String> {
         let why = "@cert-authority is not supported (pin the relay's own host key instead)";
         return Err(why.into());
     }
-    // Marker and comment off: libssh2 reads "HOSTS KEYTYPE KEY".
-    let start = usize::from(marked);
-    let matched = fields
-        .get(start..start + 3)
-        .ok_or("expected HOSTS KEYTYPE KEY")?
-        .join(" ");
-    if matched.len() > 4000 {
-        return Err("longer than libssh2's 4 KiB line limit".into());
-    }
-    // Encoding a key that was just decoded cannot fail; say so rather than panic.
-    let blob = entry
-        .public_key()
-        .to_bytes()
-        .map_err(|e| format!("key cannot be encoded ({e})"))?;
     Ok(KnownLine {
         number,
         revoked: entry.marker() == Some(&Marker::Revoked),
         key: entry.public_key().clone(),
-        blob,
-        entry: matched,
+        hosts: entry.host_patterns().clone(),
     })
 }
 
@@ -375,8 +419,7 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("known_hosts");
         fs::write(&path, text).unwrap();
-        let session = ssh2::Session::new().unwrap();
-        let entries = read_known_hosts(&session, &path, "relay.example", 2222).unwrap();
+        let entries = read_known_hosts(&path, "relay.example", 2222).unwrap();
         fs::remove_dir_all(&dir).unwrap();
         entries
     }
@@ -481,7 +524,7 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[0].revoked && !lines[1].revoked);
         assert_eq!(lines[0].number, 7);
-        assert_eq!(lines[1].entry, format!("host {ED25519}"));
+        assert_eq!(lines[1].key.key_data(), key(ED25519).key_data());
         assert_eq!(skipped.len(), 10, "{skipped:?}");
         assert!(skipped[0].starts_with("line 3: @cert-authority"));
         assert!(skipped[1].starts_with("line 4: expected [@revoked] HOSTS KEYTYPE"));
@@ -492,12 +535,42 @@ mod tests {
     }
 
     #[test]
+    fn patterns_follow_openssh() {
+        let lookup = |host, port| lookup_name(host, port);
+        let m = |patterns: &str, host, port| {
+            let list = patterns.split(',').map(str::to_string).collect();
+            hosts_match(&HostPatterns::Patterns(list), &lookup(host, port))
+        };
+        assert!(m("relay.example", "relay.example", 22));
+        assert!(
+            !m("relay.example", "relay.example", 2222),
+            "port 22 entries only"
+        );
+        assert!(m("[relay.example]:2222", "relay.example", 2222));
+        assert!(m("*.example", "Relay.Example", 22));
+        assert!(m("relay?.example", "relay1.example", 22));
+        assert!(!m("relay?.example", "relay12.example", 22));
+        assert!(m("*", "[relay.example]:2222", 22) || m("*", "relay.example", 2222));
+        assert!(
+            !m("*.example,!relay.example", "relay.example", 22),
+            "negation wins"
+        );
+        assert!(m("*.example,!relay.example", "other.example", 22));
+        assert!(
+            !m("!relay.example", "other.example", 22),
+            "negation alone never matches"
+        );
+        assert!(glob_match(b"a*b*c", b"aXbYc") && !glob_match(b"a*b*c", b"aXbY"));
+        assert!(glob_match(&[b'*'; 64], &[b'a'; 64]));
+    }
+
+    #[test]
     fn long_lines_are_left_to_nobody() {
         let mut skipped = Vec::new();
-        let hosts = vec!["h"; 3000].join(",");
+        let hosts = vec!["h"; 5000].join(",");
         let lines = parse_known_hosts(&format!("{hosts} {ED25519}\n"), &mut skipped);
         assert!(lines.is_empty());
-        assert!(skipped[0].contains("4 KiB"), "{skipped:?}");
+        assert!(skipped[0].contains("8 KiB"), "{skipped:?}");
     }
 
     #[test]
@@ -510,8 +583,7 @@ mod tests {
         assert_eq!(entries.revoked, [key(OTHER)]);
         assert_eq!(entries.skipped.len(), 1, "{:?}", entries.skipped);
 
-        let session = ssh2::Session::new().unwrap();
-        let err = read_known_hosts(&session, Path::new("/nonexistent/kh"), "h", 22).unwrap_err();
+        let err = read_known_hosts(Path::new("/nonexistent/kh"), "h", 22).unwrap_err();
         assert!(err.contains("known_hosts file /nonexistent/kh"), "{err}");
     }
 

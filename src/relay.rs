@@ -59,21 +59,13 @@ pub fn connect_tcp(settings: &Settings, addrs: &[SocketAddr]) -> Result<Dialed> 
 }
 
 /// The known_hosts entries for the relay, read before the handshake so that only the key
-/// types listed there are offered.
+/// types listed there are offered; skipped lines are logged.
 pub fn load_known_hosts(settings: &Settings) -> Result<Option<KnownEntries>> {
-    // A throwaway session only to build libssh2's known_hosts matcher (hashed names).
-    let scratch = ssh2::Session::new().map_err(|e| Error::Local(e.to_string()))?;
-    known_entries(&scratch, settings)
-}
-
-/// The known_hosts entries for the relay, with skipped lines logged once.
-pub fn known_entries(session: &ssh2::Session, settings: &Settings) -> Result<Option<KnownEntries>> {
     let Some(path) = &settings.host_key.known_hosts else {
         return Ok(None);
     };
-    let entries =
-        hostkey::read_known_hosts(session, path, &settings.relay.host, settings.relay.port)
-            .map_err(Error::Config)?;
+    let entries = hostkey::read_known_hosts(path, &settings.relay.host, settings.relay.port)
+        .map_err(Error::Config)?;
     for problem in &entries.skipped {
         log::warn!("known_hosts {}: skipped {problem}", path.display());
     }

@@ -20,10 +20,11 @@ fn args_via(relay: &Relay, port: u16, extra: &[&str]) -> Vec<String> {
     let mut args = relay.args();
     let i = args.iter().position(|a| a == "--relay").unwrap();
     args[i + 1] = format!("127.0.0.1:{port}");
-    // known_hosts lists the relay under its own port.
-    let known = relay.dir.join("known_hosts_any");
+    // known_hosts lists the relay under the port flytube dials (a bare `127.0.0.1` entry
+    // vouches for port 22 only, as in OpenSSH).
+    let known = relay.dir.join("known_hosts_via");
     let key = std::fs::read_to_string(relay.host_pub()).unwrap();
-    std::fs::write(&known, format!("127.0.0.1 {key}")).unwrap();
+    std::fs::write(&known, format!("[127.0.0.1]:{port} {key}")).unwrap();
     let k = args.iter().position(|a| a == "--known-hosts").unwrap();
     args[k + 1] = known.display().to_string();
     args.extend(extra.iter().map(|s| s.to_string()));
