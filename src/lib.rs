@@ -23,6 +23,7 @@ pub mod hostkey;
 pub mod libssh2;
 pub mod logging;
 pub mod net;
+pub mod proxy;
 pub mod pump;
 pub mod relay;
 pub mod settings;

@@ -33,6 +33,11 @@ pub const PASSPHRASE_ENV: &str = "FLYTUBE_PASSPHRASE";
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret read from a file, the environment or a URL.
+    pub fn new(text: impl Into<String>) -> Secret {
+        Secret(text.into())
+    }
+
     /// The secret text, for the one place that needs it.
     pub fn expose(&self) -> &str {
         &self.0
