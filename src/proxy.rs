@@ -38,22 +38,22 @@ pub enum Destination {
 }
 
 impl Destination {
-    /// What the proxy is asked for: the relay's name and port for `http://` and
-    /// `socks5h://` (an address literal as an address), and for `socks5://` the first of
-    /// the relay's addresses resolved here (`resolved`).
+    /// What the proxy may be asked for: the relay's name and port for `http://` and
+    /// `socks5h://` (an address literal as an address), and for `socks5://` each of the
+    /// relay's addresses resolved here (`resolved`). Never empty.
     pub fn for_relay(
         proxy: &ProxyUrl,
         host: &str,
         port: u16,
         resolved: &[SocketAddr],
-    ) -> Destination {
+    ) -> Vec<Destination> {
         if let Ok(ip) = host.parse() {
-            return Destination::Addr(SocketAddr::new(ip, port));
+            return vec![Destination::Addr(SocketAddr::new(ip, port))];
         }
-        match (proxy.resolves_locally(), resolved.first()) {
-            (true, Some(addr)) => Destination::Addr(*addr),
-            _ => Destination::Name(host.to_string(), port),
+        if proxy.resolves_locally() && !resolved.is_empty() {
+            return resolved.iter().copied().map(Destination::Addr).collect();
         }
+        vec![Destination::Name(host.to_string(), port)]
     }
 }
 
@@ -585,21 +585,25 @@ mod tests {
         let http = ProxyUrl::parse("http://p:1").unwrap();
         let socks = ProxyUrl::parse("socks5://p:1").unwrap();
         let socks_h = ProxyUrl::parse("socks5h://p:1").unwrap();
-        let resolved = ["192.0.2.1:22".parse().unwrap()];
+        let resolved: [SocketAddr; 2] = [
+            "[2001:db8::1]:22".parse().unwrap(),
+            "192.0.2.1:22".parse().unwrap(),
+        ];
+        let name = vec![Destination::Name("relay.example".into(), 22)];
         assert_eq!(
             Destination::for_relay(&http, "relay.example", 22, &resolved),
-            Destination::Name("relay.example".into(), 22)
+            name
         );
         assert_eq!(
             Destination::for_relay(&socks_h, "relay.example", 22, &[]),
-            Destination::Name("relay.example".into(), 22)
+            name
         );
         assert_eq!(
             Destination::for_relay(&socks, "relay.example", 22, &resolved),
-            Destination::Addr(resolved[0])
+            resolved.map(Destination::Addr)
         );
         assert_eq!(
-            Destination::for_relay(&http, "::1", 2222, &[]).to_string(),
+            Destination::for_relay(&http, "::1", 2222, &[])[0].to_string(),
             "[::1]:2222"
         );
     }

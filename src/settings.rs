@@ -6,6 +6,7 @@
 //! `settings/forwards.rs`). New features add a section, not lines here.
 
 mod forwards;
+mod proxy;
 mod sections;
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use forwards::ONBOARDING_VARIABLES;
+pub use proxy::PROXY_ENV;
 pub use sections::*;
 
 use crate::cli::Options;
@@ -86,8 +88,9 @@ pub enum HostKeyRequirement {
 
 impl Settings {
     /// Builds settings from the command line options and an environment lookup
-    /// (`SOURCE_PORT`, `TARGET_HOST`, `TARGET_PORT`, `FLYTUBE_PASSPHRASE`). Every problem
-    /// is reported before anything connects.
+    /// (`SOURCE_PORT`, `TARGET_HOST`, `TARGET_PORT`, `FLYTUBE_PASSPHRASE`, and
+    /// `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY` in either case). Every problem is reported
+    /// before anything connects.
     pub fn build(options: &Options, env: &HashMap<String, String>) -> Result<Settings> {
         Settings::build_with(options, env, HostKeyRequirement::Required)
     }
@@ -106,7 +109,7 @@ impl Settings {
         let (file, config_path) = load_file(options.config.as_deref())?;
         Ok(Settings {
             config_path,
-            relay: RelaySettings::build(options, file.relay.unwrap_or_default())?,
+            relay: RelaySettings::build(options, env, file.relay.unwrap_or_default())?,
             auth: AuthSettings::build(options, env, file.auth.unwrap_or_default())?,
             host_key: build_host_key(
                 options,
@@ -148,6 +151,10 @@ impl Settings {
             Some(source) => out.push_str(&format!("# key passphrase: MASKED (from {source})\n")),
             None => out.push_str("# key passphrase: none\n"),
         }
+        out.push_str(&proxy::comment(
+            &self.relay.proxy,
+            self.relay.proxy_password_file.as_deref(),
+        ));
         out.push_str(&config::render_yaml(&self.to_file_config()));
         out
     }

@@ -9,6 +9,7 @@ use crate::backoff::Backoff;
 use crate::cert::{Certificate, Validity, format_utc};
 use crate::check::EXPIRY_WARNING;
 use crate::error::{Error, Result};
+use crate::proxy::ProxyChoice;
 use crate::pump::{Pump, PumpEnd, PumpParts};
 use crate::relay::{self, Connected, Negotiated};
 use crate::settings::Settings;
@@ -94,6 +95,9 @@ impl Supervisor {
             settings.relay.user,
             settings.forwards.len()
         );
+        if settings.relay.proxy != ProxyChoice::Direct {
+            log::info!("proxy: {}", settings.relay.proxy);
+        }
         warn_about_certificate(&settings);
         while !self.stop.is_stopped() {
             let delay = match relay::connect(&settings) {
