@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing flytube needs on Debian/Ubuntu, if it is missing:
 # a C toolchain and OpenSSL/zlib headers for libssh2-sys, OpenSSH (sshd is the test relay,
-# ssh-keygen makes keys and certificates) and python3 (demo target).
+# ssh-keygen makes keys and certificates), python3 (demo target), tinyproxy and microsocks
+# (the proxies the proxy tests go through).
 set -euo pipefail
 missing=()
 command -v cc >/dev/null || missing+=(build-essential)
@@ -12,6 +13,9 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v python3 >/dev/null || missing+=(python3)
 command -v pkill >/dev/null || missing+=(procps)
+# Real proxies for tests/proxy.rs: HTTP CONNECT and SOCKS5.
+[ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
+[ -x /usr/bin/microsocks ] || missing+=(microsocks)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
