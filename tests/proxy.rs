@@ -197,6 +197,45 @@ fn socks5_through_microsocks_with_an_encoded_password() {
     );
     flytube.assert_logged("SOCKS5 succeeded");
     assert_no_secret("the run log", &flytube.output());
+
+    // The password from a file, the URL naming only the user, in a settings file.
+    let secret = relay.dir.join("proxy-password");
+    std::fs::write(&secret, format!("{SOCKS_PASSWORD}\n")).unwrap();
+    let settings = relay.dir.join("proxy.yaml");
+    std::fs::write(
+        &settings,
+        format!(
+            "relay:\n  proxy: socks5h://{USER}@127.0.0.1:{}\n  proxy_password_file: {}\n",
+            proxy.port,
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let settings = settings.display().to_string();
+    let (_echo, source, from_file) = echo_tunnel(&relay, &["-c", &settings, "-vv"]);
+    assert_eq!(echo_round_trip(source, b"file"), b"file");
+    from_file.assert_logged("(from relay.proxy in the settings file)");
+    assert_no_secret("the run log", &from_file.output());
+    let (code, stdout, stderr) = flytube_once(
+        &with(
+            as_command(&relay.args(), "config"),
+            &["-c", &settings, "-R", "1:127.0.0.1:1"],
+        ),
+        NO_PROXY_ENV,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "# proxy password: MASKED (from file {})",
+            secret.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("proxy_password_file: {}", secret.display())),
+        "{stdout}"
+    );
+    assert_no_secret("config", &(stdout + &stderr));
 }
 
 /// Arguments naming the relay as `localhost`, with a known_hosts entry for that name only.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
-use super::url::{ProxyUrl, mask_url_text};
+use super::url::ProxyUrl;
 
 /// Environment variables naming a proxy, in the order curl reads them (lower case first).
 pub const PROXY_VARIABLES: &[&str] = &["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"];
@@ -150,10 +150,7 @@ pub fn choose(
         });
     }
     let proxy = ProxyUrl::parse(text).map_err(|e| {
-        format!(
-            "environment variable {variable}={}: {e} (use --proxy none to ignore it)",
-            mask_url_text(text)
-        )
+        format!("environment variable {variable}: {e} (use --proxy none to ignore it)")
     })?;
     Ok(ProxyChoice::Via {
         proxy,

@@ -20,7 +20,14 @@ pub(super) fn build(
     file_password: Option<&Path>,
     relay_host: &str,
 ) -> Result<(ProxyChoice, Option<PathBuf>)> {
-    let explicit = match (options.proxy.as_deref(), file_proxy) {
+    // An empty FLYTUBE_PROXY counts as unset, as an empty HTTPS_PROXY does; an empty
+    // --proxy turns proxies off, as curl's -x "" does.
+    let blank = |v: &str| v.trim().is_empty();
+    let flag = options
+        .proxy
+        .as_deref()
+        .filter(|text| !(blank(text) && env.get(PROXY_ENV).is_some_and(|v| blank(v))));
+    let explicit = match (flag, file_proxy) {
         // clap fills --proxy from FLYTUBE_PROXY; the same value there means it came from it.
         (Some(text), _) if env.get(PROXY_ENV).map(String::as_str) == Some(text) => {
             Some((text, ProxySource::Env(PROXY_ENV.into())))
@@ -133,6 +140,12 @@ mod tests {
         );
         let (choice, _) = build(&options(None, None), &e, None, None, "r").unwrap();
         assert_eq!(choice.to_string(), "http://env:1 (from HTTPS_PROXY)");
+        // An empty FLYTUBE_PROXY is unset; an empty --proxy is off.
+        let e3 = env(&[(PROXY_ENV, ""), ("HTTPS_PROXY", "http://env:1")]);
+        let (choice, _) = build(&options(Some(""), None), &e3, None, None, "r").unwrap();
+        assert_eq!(choice.to_string(), "http://env:1 (from HTTPS_PROXY)");
+        let (choice, _) = build(&options(Some(""), None), &e, None, None, "r").unwrap();
+        assert_eq!(choice.to_string(), "none (turned off by --proxy)");
     }
 
     #[test]
