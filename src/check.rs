@@ -338,39 +338,19 @@ fn proxy_step(
     })?;
     let resolved_ms = ms(t.elapsed());
     let handshake = proxy.scheme.handshake_name();
-    let tunnel =
-        relay::open_tunnel(settings, proxy, &addrs, destinations).map_err(|e| match &e {
-            ProxyError::Dial(dial) => {
-                let fix = match dial.kind() {
-                    io::ErrorKind::TimedOut => format!(
-                        "no answer from the proxy within {}s: check its address and port ({why}) \
-                     and that the firewall lets this machine reach {}",
-                        relay.connect_timeout.as_secs(),
-                        proxy.address()
-                    ),
-                    io::ErrorKind::ConnectionRefused => format!(
-                        "nothing accepts connections at {}: check the proxy's port ({why}) and \
-                     that the proxy is running",
-                        proxy.address()
-                    ),
-                    _ => format!(
-                        "check the network path from this machine to the proxy {}",
-                        proxy.address()
-                    ),
-                };
-                fail(format!(": {e}"), fix)
-            }
-            _ => {
-                let target = match destinations {
-                    [one] => one.to_string(),
-                    _ => settings.relay.address(),
-                };
-                fail(
-                    format!(" at {}: {handshake} {target}: {e}", ip_list(&addrs)),
-                    proxy_fix(&e, settings, proxy),
-                )
-            }
-        })?;
+    let tunnel = relay::open_tunnel(settings, proxy, &addrs, destinations).map_err(|e| {
+        if let ProxyError::Dial(dial) = &e {
+            return fail(format!(": {e}"), proxy_dial_fix(dial, settings, proxy));
+        }
+        let target = match destinations {
+            [one] => one.to_string(),
+            _ => relay.address(),
+        };
+        fail(
+            format!(": {handshake} {target}: {e}"),
+            proxy_fix(&e, settings, proxy),
+        )
+    })?;
     let detail = format!(
         "{proxy} ({why}) at {}: resolved in {resolved_ms} ms, TCP {} ms, {handshake} {}: {} \
          in {} ms",
@@ -386,6 +366,28 @@ fn proxy_step(
 /// Milliseconds with one decimal.
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+/// What to do about a proxy that TCP cannot reach.
+fn proxy_dial_fix(error: &net::DialError, settings: &Settings, proxy: &ProxyUrl) -> String {
+    let why = settings.relay.proxy.why();
+    match error.kind() {
+        io::ErrorKind::TimedOut => format!(
+            "no answer from the proxy within {}s: check its address and port ({why}) and that \
+             the firewall lets this machine reach {}",
+            settings.relay.connect_timeout.as_secs(),
+            proxy.address()
+        ),
+        io::ErrorKind::ConnectionRefused => format!(
+            "nothing accepts connections at {}: check the proxy's port ({why}) and that the \
+             proxy is running",
+            proxy.address()
+        ),
+        _ => format!(
+            "check the network path from this machine to the proxy {}",
+            proxy.address()
+        ),
+    }
 }
 
 /// What to do about a proxy that would not open the tunnel.

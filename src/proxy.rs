@@ -211,7 +211,7 @@ impl fmt::Display for ProxyError {
             ProxyError::NotProxy { expected, seen } => {
                 write!(
                     f,
-                    "the proxy does not speak {expected}: it answered {seen:?}"
+                    "the proxy does not speak {expected}: it answered \"{seen}\""
                 )?;
                 if seen.starts_with("SSH-") {
                     f.write_str(" (an SSH server: does the proxy setting name the relay?)")?;

@@ -532,3 +532,46 @@ fn a_proxy_whose_upstream_goes_silent_is_detected_by_the_probes() {
     flytube.wait_for_n("serving", 2, Duration::from_secs(30));
     assert_eq!(echo_round_trip(source, b"after"), b"after");
 }
+
+#[test]
+fn check_names_a_proxy_of_the_wrong_kind_or_none_at_all() {
+    let relay = Relay::start();
+    let socks = microsocks(None);
+    let check = |url: &str| {
+        let args = with(
+            as_command(&relay.args(), "check"),
+            &["--proxy", url, "-R", "1:127.0.0.1:1"],
+        );
+        let (code, stdout, _) = flytube_once(&args, NO_PROXY_ENV);
+        assert_eq!(code, Some(69), "{stdout}");
+        assert!(stdout.contains("[FAIL] proxy"), "{stdout}");
+        stdout
+    };
+    // An HTTP client at a SOCKS5 server: its refusal is recognised.
+    let out = check(&format!("http://127.0.0.1:{}", socks.port));
+    assert!(
+        out.contains(r#"does not speak HTTP: it answered "\x05\xff" (a SOCKS5 proxy"#),
+        "{out}"
+    );
+    assert!(
+        out.contains("fix: check the proxy's scheme and port"),
+        "{out}"
+    );
+    // SOCKS5 at the relay itself: its SSH banner is named.
+    let out = check(&format!("socks5://127.0.0.1:{}", relay.port));
+    assert!(
+        out.contains("does not speak SOCKS5: it answered \"SSH-2.0-"),
+        "{out}"
+    );
+    assert!(out.contains("an SSH server"), "{out}");
+    // Nothing there.
+    let port = free_port();
+    let out = check(&format!("http://127.0.0.1:{port}"));
+    assert!(out.contains("cannot reach the proxy"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "fix: nothing accepts connections at 127.0.0.1:{port}"
+        )),
+        "{out}"
+    );
+}
