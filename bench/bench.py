@@ -344,6 +344,34 @@ def start_echo(procs):
     return p, int(line)
 
 
+def start_tinyproxy(procs, d, relay_port):
+    """tinyproxy in the foreground on a free port, CONNECT allowed to the relay's port only,
+    for the "through a proxy" rows."""
+    port = free_port()
+    conf = os.path.join(d, "tinyproxy.conf")
+    with open(conf, "w") as f:
+        f.write(f"""Port {port}
+Listen {HOST}
+Timeout 600
+LogFile "{d}/tinyproxy.log"
+LogLevel Connect
+PidFile "{d}/tinyproxy.pid"
+MaxClients 100
+Allow {HOST}
+DisableViaHeader Yes
+ConnectPort {relay_port}
+""")
+    p = procs.start("tinyproxy", ["tinyproxy", "-d", "-c", conf],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not listening(port):
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("tinyproxy did not start:\n"
+                               + tail(os.path.join(d, "tinyproxy.log")))
+        time.sleep(0.05)
+    return p, port
+
+
 def tail(path, n=20):
     try:
         with open(path, errors="replace") as f:
@@ -374,7 +402,8 @@ class Connector:
                                + tail(self.logpath))
 
 
-def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, echo_port):
+def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, echo_port,
+                    proxy_port=None):
     src_iperf, src_echo = free_port(), free_port()
     while src_echo == src_iperf:
         src_echo = free_port()
@@ -383,9 +412,11 @@ def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, 
     ident = os.path.join(d, "id_ed25519")
     kh = os.path.join(d, "known_hosts")
     fwds = [f"{HOST}:{src_iperf}:{HOST}:{iperf_port}", f"{HOST}:{src_echo}:{HOST}:{echo_port}"]
-    if kind == "flytube":
+    if kind.startswith("flytube"):
         argv = [args.flytube, "run", "--relay", f"{HOST}:{relay_port}", "--user", user,
                 "-i", ident, "--known-hosts", kh, "--ciphers", cipher]
+        if proxy_port:
+            argv += ["--proxy", f"http://{HOST}:{proxy_port}"]
         for f in fwds:
             argv += ["-R", f]
     else:
@@ -400,6 +431,7 @@ def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, 
     logf = open(logpath, "ab")
     env = dict(os.environ)
     env.pop("RUST_LOG", None)
+    started = time.monotonic()
     p = procs.start(tag, argv, stderr=logf, stdout=logf, env=env)
     logf.close()
     c = Connector(kind, p, logpath, src_iperf, src_echo)
@@ -420,7 +452,8 @@ def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, 
                 pass
         if time.monotonic() > deadline:
             raise RuntimeError(f"{kind}: forwards not up after 30s:\n" + tail(logpath))
-        time.sleep(0.1)
+        time.sleep(0.02)
+    c.up_s = time.monotonic() - started
     # The iperf3 forward: a plain connect proves the relay listens and the channel opens.
     s = socket.create_connection((HOST, src_iperf), timeout=5)
     s.close()
@@ -721,6 +754,60 @@ def measure(ctx, c, cipher, out):
         out[f"scale_{n}_failed"] = sum(raw[f"scale_{n}_failed"])
 
 
+def measure_proxy_path(ctx, c, out):
+    """The figures the proxy can change, for flytube through tinyproxy: throughput each way
+    (1 stream), RTT, setup; the session's start-up and the proxy's CONNECT answer (from
+    flytube's log line "opened a tunnel ... in N ms")."""
+    a = ctx.args
+    raw = ctx.raw.setdefault(f"proxy/{c.kind}", {})
+    for rep in range(a.reps):
+        for reverse in (False, True):
+            mbps, _ = iperf(ctx, c.fwd_iperf, a.iperf_seconds, 1, reverse)
+            raw.setdefault(f"tput_{'rev' if reverse else 'fwd'}_1", []).append(mbps)
+            c.check()
+        p50, _ = rtt(c.fwd_echo, a.rtt_count)
+        raw.setdefault("rtt_p50", []).append(p50)
+        samples, fail = setup_latency(c.fwd_echo, a.setup_count, 0.020)
+        raw.setdefault("setup_p50", []).append(percentile(samples, 50))
+        raw.setdefault("setup_failed", []).append(fail)
+        c.check()
+        log(f"  {c.kind} rep {rep + 1}/{a.reps}: "
+            + ", ".join(f"{k}={raw[k][-1]:.3f}" if raw[k][-1] is not None else f"{k}=FAILED"
+                        for k in ("tput_fwd_1", "tput_rev_1", "rtt_p50", "setup_p50")))
+    for k in ("tput_fwd_1", "tput_rev_1", "rtt_p50", "setup_p50"):
+        out[k] = median(raw[k])
+    out["failed_conns"] = sum(raw["setup_failed"])
+    out["up_s"] = c.up_s
+    try:
+        with open(c.logpath, errors="replace") as f:
+            m = re.search(r"opened a tunnel to relay \S+ in (\d+) ms", f.read())
+        out["proxy_ms"] = float(m.group(1)) if m else None
+    except OSError:
+        out["proxy_ms"] = None
+
+
+PROXY_FIGURES = [
+    # (key, label, unit, decimals)
+    ("tput_fwd_1", "throughput relay->target, 1 stream", "MB/s", 0),
+    ("tput_rev_1", "throughput target->relay, 1 stream", "MB/s", 0),
+    ("rtt_p50", "RTT 64 B, p50", "ms", 3),
+    ("setup_p50", "setup connect+echo+close, p50", "ms", 3),
+    ("up_s", "session: start to forwards up", "s", 3),
+    ("proxy_ms", "session: proxy CONNECT answered", "ms", 0),
+]
+
+
+def build_proxy_table(via, direct):
+    """Rows: [figure, through tinyproxy, direct, ratio]."""
+    rows = []
+    for key, label, unit, dec in PROXY_FIGURES:
+        pv, dv = via.get(key), direct.get(key)
+        ratio = pv / dv if (pv is not None and dv) else None
+        rows.append([f"{label} ({unit})", fmt(pv, dec), fmt(dv, dec) if dv is not None else "-",
+                     f"{ratio:.2f}" if ratio is not None else "-"])
+    return rows
+
+
 def established_to(port):
     """ESTABLISHED TCP sockets on 127.0.0.1 whose peer port is `port` (the connector's
     side of its connections to a target)."""
@@ -816,8 +903,8 @@ def build_table(results, ciphers, scale, idle_count):
     return rows
 
 
-def print_table(rows):
-    head = ["figure", "flytube", "OpenSSH", "ratio", "goal", "met"]
+def print_table(rows, head=("figure", "flytube", "OpenSSH", "ratio", "goal", "met")):
+    head = list(head)
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     line = "  ".join(h.ljust(widths[i]) if i == 0 else h.rjust(widths[i])
                      for i, h in enumerate(head))
@@ -828,7 +915,7 @@ def print_table(rows):
                         for i, c in enumerate(r)))
 
 
-def markdown(rows, meta, notes):
+def markdown(rows, meta, notes, proxy_rows=None):
     md = ["# flytube performance vs OpenSSH `ssh -R`", ""]
     md += [f"- {k}: {v}" for k, v in meta]
     md += ["", "| figure | flytube | OpenSSH | flytube/OpenSSH | goal | met |",
@@ -839,6 +926,13 @@ def markdown(rows, meta, notes):
            "(10^6 bytes/s) as iperf3 receives it; the scaling rows count bytes echoed back "
            "to the clients per second (each byte crossed the tunnel twice). Goals are on the "
            "ratio; rows with goal '-' are informational. See bench/README.md for the method."]
+    if proxy_rows:
+        md += ["", "## Through an HTTP proxy (tinyproxy)", "",
+               "flytube with `--proxy http://...` through tinyproxy on 127.0.0.1, against the "
+               "same flytube reaching the relay directly (first cipher).", "",
+               "| figure | through tinyproxy | direct | ratio |", "|---|---:|---:|---:|"]
+        for r in proxy_rows:
+            md.append("| " + " | ".join(str(c) for c in r) + " |")
     if notes:
         md += ["", "## Notes from the run", ""] + [f"- {n}" for n in notes]
     return "\n".join(md) + "\n"
@@ -921,6 +1015,8 @@ def parse_args(argv):
     ap.add_argument("--keep-logs", metavar="DIR",
                     help="copy the connector, sshd and iperf3 logs here before cleanup")
     ap.add_argument("--reps", type=int, help="repetitions per figure [3; 1 with --quick]")
+    ap.add_argument("--no-proxy", action="store_true",
+                    help="skip the rows through tinyproxy (run when tinyproxy is installed)")
     ap.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.echo_server:
@@ -940,6 +1036,7 @@ def parse_args(argv):
     if not os.access(a.flytube, os.X_OK):
         ap.error(f"flytube binary {a.flytube} not found; build it with "
                  "cargo build --release --locked")
+    a.with_proxy = not a.no_proxy and shutil.which("tinyproxy") is not None
     for tool in ("iperf3", "ssh", "ssh-keygen"):
         if not shutil.which(tool):
             ap.error(f"{tool} is not installed (apt-get install -y iperf3 openssh-client)")
@@ -994,7 +1091,7 @@ def main(argv):
                 c = start_connector(procs, kind, a, d, relay_port, user, cipher,
                                     ctx.iperf_port, echo_port)
                 connectors.append(c)
-                results[(cipher, kind)] = {}
+                results[(cipher, kind)] = {"up_s": c.up_s}
                 ctx.lingering = []
                 try:
                     measure(ctx, c, cipher, results[(cipher, kind)])
@@ -1025,11 +1122,38 @@ def main(argv):
                         if r.get(f"scale_{n}_failed"):
                             notes.append(f"{kind} ({cipher}): scale {n}: "
                                          f"{r[f'scale_{n}_failed']} connection(s) failed or broke")
+        proxy_rows = None
+        if a.with_proxy:
+            cipher = a.cipher_list[0]
+            log(f"== flytube through tinyproxy, cipher {cipher}")
+            via = {}
+            try:
+                _tp, tp_port = start_tinyproxy(procs, d, relay_port)
+                c = start_connector(procs, "flytube-proxy", a, d, relay_port, user, cipher,
+                                    ctx.iperf_port, echo_port, proxy_port=tp_port)
+                connectors.append(c)
+                try:
+                    measure_proxy_path(ctx, c, via)
+                finally:
+                    procs.stop(c.proc)
+                    for n in log_findings(c):
+                        notes.append(f"({cipher}) {n}")
+                if via.get("failed_conns"):
+                    notes.append(f"flytube-proxy: {via['failed_conns']} setup connection(s) "
+                                 "failed")
+            except Exception as e:
+                log(f"flytube through tinyproxy failed: {e!r}")
+                notes.append(f"flytube through tinyproxy: measurement failed: {e!r}")
+            proxy_rows = build_proxy_table(via, results.get((cipher, "flytube"), {}))
         wall = time.monotonic() - t_start
         rows = build_table(results, a.cipher_list, a.scale, a.idle_count)
         print()
         print_table(rows)
         print()
+        if proxy_rows:
+            print(f"flytube through tinyproxy vs direct ({a.cipher_list[0]}):")
+            print_table(proxy_rows, ("figure", "via tinyproxy", "direct", "ratio"))
+            print()
         for n in notes:
             print("note:", n)
         print(f"wall time {wall:.0f}s")
@@ -1055,12 +1179,13 @@ def main(argv):
             ]
             os.makedirs(os.path.dirname(os.path.abspath(a.markdown)), exist_ok=True)
             with open(a.markdown, "w") as f:
-                f.write(markdown(rows, meta, notes))
+                f.write(markdown(rows, meta, notes, proxy_rows))
             log(f"markdown written to {a.markdown}")
         if a.json:
             with open(a.json, "w") as f:
                 json.dump({"results": {f"{k[0]}/{k[1]}": v for k, v in results.items()},
-                           "raw": ctx.raw, "notes": notes}, f, indent=1)
+                           "proxy_rows": proxy_rows, "raw": ctx.raw, "notes": notes}, f,
+                      indent=1)
         return 0
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); cleaning up")

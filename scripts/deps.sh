@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing flytube needs on Debian/Ubuntu, if it is missing:
 # a C toolchain and OpenSSL/zlib headers for libssh2-sys, OpenSSH (sshd is the test relay,
-# ssh-keygen makes keys and certificates), python3 (demo target, scripted test servers) and
-# curl (the tests' HTTP client).
+# ssh-keygen makes keys and certificates), python3 (demo target, scripted test servers),
+# curl (the tests' HTTP client), tinyproxy and microsocks (the proxies the proxy tests go
+# through).
 set -euo pipefail
 missing=()
 command -v cc >/dev/null || missing+=(build-essential)
@@ -14,6 +15,9 @@ command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v python3 >/dev/null || missing+=(python3)
 command -v pkill >/dev/null || missing+=(procps)
 command -v curl >/dev/null || missing+=(curl)
+# Real proxies for tests/proxy.rs: HTTP CONNECT and SOCKS5.
+[ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
+[ -x /usr/bin/microsocks ] || missing+=(microsocks)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -2,7 +2,7 @@
 //! stopping at the first broken one with a one-line fix.
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::cert::{self, Certificate, Severity};
@@ -12,6 +12,7 @@ use crate::hostkey::{self, KnownEntries};
 use crate::libssh2;
 use crate::logging::json_string;
 use crate::net;
+use crate::proxy::{Destination, ProxyChoice, ProxyError, ProxyUrl};
 use crate::relay::{self, Negotiated};
 use crate::settings::STRONG_CIPHERS;
 use crate::settings::Settings;
@@ -211,8 +212,23 @@ pub fn run(settings: &Settings, json: bool) -> i32 {
 /// The path the tunnel takes, in order; the first failure ends the walk.
 fn walk(settings: &Settings, report: &mut Report) -> Result<(), Failure> {
     report.pass(settings_step(settings))?;
-    let addrs = report.pass(resolve_step(settings))?;
-    let stream = report.pass(tcp_step(settings, &addrs))?;
+    let relay = &settings.relay;
+    let stream = match relay.proxy.proxy() {
+        None => {
+            let addrs = report.pass(resolve_step(settings))?;
+            report.pass(tcp_step(settings, &addrs))?
+        }
+        Some(proxy) => {
+            // Only socks5:// resolves the relay's name here; the others leave it to the proxy.
+            let resolved = if proxy.resolves_locally() && relay.host.parse::<IpAddr>().is_err() {
+                report.pass(resolve_step(settings))?
+            } else {
+                Vec::new()
+            };
+            let destinations = Destination::for_relay(proxy, &relay.host, relay.port, &resolved);
+            report.pass(proxy_step(settings, proxy, &destinations))?
+        }
+    };
     let (session, negotiated, known) = report.pass(handshake_step(settings, stream))?;
     report.pass(host_key_step(settings, &negotiated, known.as_ref()))?;
     report.pass(auth_step(settings, &session))?;
@@ -238,7 +254,10 @@ fn settings_step(settings: &Settings) -> Outcome<()> {
         .map_or("command line and environment".to_string(), |p| {
             format!("file {} + environment + command line", p.display())
         });
-    let detail = format!("{source}; {} forward(s)", settings.forwards.len());
+    let mut detail = format!("{source}; {} forward(s)", settings.forwards.len());
+    if settings.relay.proxy != ProxyChoice::Direct {
+        detail.push_str(&format!("; proxy {}", settings.relay.proxy));
+    }
     if settings.notes.is_empty() {
         return passed((), step("settings", Mark::Ok, t, detail));
     }
@@ -296,6 +315,152 @@ fn tcp_step(settings: &Settings, addrs: &[SocketAddr]) -> Outcome<TcpStream> {
     })?;
     let detail = format!("connected to {}", dialed.addr);
     passed(dialed.stream, step(name, Mark::Ok, t, detail))
+}
+
+/// The way to the relay through the proxy: its name resolves, TCP reaches it, and it opens
+/// a tunnel to the relay (CONNECT or SOCKS5), each timed.
+fn proxy_step(
+    settings: &Settings,
+    proxy: &ProxyUrl,
+    destinations: &[Destination],
+) -> Outcome<TcpStream> {
+    let t = Instant::now();
+    let name = "proxy";
+    let relay = &settings.relay;
+    let why = relay.proxy.why();
+    let fail = |detail: String, fix: String| {
+        failed(
+            step(name, Mark::Fail, t, format!("{proxy} ({why}){detail}")),
+            EXIT_UNAVAILABLE,
+            fix,
+        )
+    };
+    let addrs = net::resolve(&proxy.host, proxy.port).map_err(|e| {
+        fail(
+            format!(": {e}"),
+            format!(
+                "this machine cannot resolve the proxy {:?}: check its DNS settings, or the \
+                 proxy setting ({why})",
+                proxy.host
+            ),
+        )
+    })?;
+    let resolved_ms = ms(t.elapsed());
+    let handshake = proxy.scheme.handshake_name();
+    let tunnel = relay::open_tunnel(settings, proxy, &addrs, destinations).map_err(|e| {
+        if let ProxyError::Dial(dial) = &e {
+            return fail(format!(": {e}"), proxy_dial_fix(dial, settings, proxy));
+        }
+        let target = match destinations {
+            [one] => one.to_string(),
+            _ => relay.address(),
+        };
+        fail(
+            format!(": {handshake} {target}: {e}"),
+            proxy_fix(&e, settings, proxy),
+        )
+    })?;
+    let detail = format!(
+        "{proxy} ({why}) at {}: resolved in {resolved_ms} ms, TCP {} ms, {handshake} {}: {} \
+         in {} ms",
+        tunnel.dialed.addr,
+        ms(tunnel.connected),
+        tunnel.destination,
+        tunnel.opened.answer,
+        ms(tunnel.opened.elapsed)
+    );
+    passed(tunnel.dialed.stream, step(name, Mark::Ok, t, detail))
+}
+
+/// Milliseconds with one decimal.
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+/// What to do about a proxy that TCP cannot reach.
+fn proxy_dial_fix(error: &net::DialError, settings: &Settings, proxy: &ProxyUrl) -> String {
+    let why = settings.relay.proxy.why();
+    match error.kind() {
+        io::ErrorKind::TimedOut => format!(
+            "no answer from the proxy within {}s: check its address and port ({why}) and that \
+             the firewall lets this machine reach {}",
+            settings.relay.connect_timeout.as_secs(),
+            proxy.address()
+        ),
+        io::ErrorKind::ConnectionRefused => format!(
+            "nothing accepts connections at {}: check the proxy's port ({why}) and that the \
+             proxy is running",
+            proxy.address()
+        ),
+        _ => format!(
+            "check the network path from this machine to the proxy {}",
+            proxy.address()
+        ),
+    }
+}
+
+/// What to do about a proxy that would not open the tunnel.
+fn proxy_fix(error: &ProxyError, settings: &Settings, proxy: &ProxyUrl) -> String {
+    let relay = settings.relay.address();
+    let why = settings.relay.proxy.why();
+    let credentials = format!(
+        "set the proxy user and password in relay.proxy ({}://USER:PASSWORD@{}, or --proxy; \
+         the password may come from relay.proxy_password_file)",
+        proxy.scheme.name(),
+        proxy.address()
+    );
+    match error {
+        ProxyError::Http { schemes, .. }
+            if error.is_auth()
+                && !schemes.is_empty()
+                && !schemes.iter().any(|s| s.eq_ignore_ascii_case("basic")) =>
+        {
+            format!(
+                "the proxy offers only {}, flytube speaks Basic: ask the proxy admins for an \
+                 account that may use Basic, or run a local helper (cntlm, px) and point \
+                 relay.proxy at it",
+                schemes.join(", ")
+            )
+        }
+        e if e.is_auth() => match &proxy.user {
+            Some(user) => format!("the proxy refused user {user:?}: {credentials}"),
+            None => credentials,
+        },
+        ProxyError::Http { .. } if error.is_forbidden() => {
+            format!("ask the proxy admins to allow CONNECT to {relay}")
+        }
+        _ if error.is_forbidden() => {
+            format!("ask the proxy admins to allow connections to {relay}")
+        }
+        ProxyError::SocksReply { code: 3 | 4, .. } if proxy.resolves_locally() => format!(
+            "the proxy cannot reach the addresses this machine resolved for {}: use socks5h:// \
+             instead of socks5:// so that the proxy resolves the name itself",
+            settings.relay.host
+        ),
+        ProxyError::SocksReply { code: 8, .. } => format!(
+            "the proxy does not take this kind of address: switch between socks5:// (address \
+             resolved here) and socks5h:// (name resolved by the proxy) ({why})"
+        ),
+        _ if error.is_upstream() => format!(
+            "the proxy could not reach the relay: check that {relay} is up (--relay), and ask \
+             the proxy admins whether the proxy may connect to it"
+        ),
+        ProxyError::TimedOut { .. } => format!(
+            "the proxy did not answer within {}s: check that {} is a proxy of the kind its \
+             URL names ({why}); a slow way from the proxy to the relay delays its answer too",
+            settings.relay.connect_timeout.as_secs(),
+            proxy.address()
+        ),
+        ProxyError::NotProxy { .. }
+        | ProxyError::Closed { .. }
+        | ProxyError::TooLarge { .. }
+        | ProxyError::Malformed(_)
+        | ProxyError::SocksBadMethod { .. } => format!(
+            "check the proxy's scheme and port ({why}): http:// for an HTTP proxy, socks5:// \
+             or socks5h:// for a SOCKS5 proxy; its log may say more"
+        ),
+        _ => format!("check the network path to the proxy {}", proxy.address()),
+    }
 }
 
 type Handshaken = (ssh2::Session, Negotiated, Option<KnownEntries>);

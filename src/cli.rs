@@ -65,6 +65,21 @@ pub struct Options {
     #[arg(long, env = "FLYTUBE_RELAY", value_name = "HOST[:PORT]")]
     pub relay: Option<String>,
 
+    /// Reach the relay through a proxy: http://[USER[:PASSWORD]@]HOST:PORT (HTTP CONNECT),
+    /// socks5://... (SOCKS5) or socks5h://... (the proxy resolves the relay's name); `none`
+    /// ignores HTTPS_PROXY and ALL_PROXY too.
+    #[arg(
+        long,
+        env = "FLYTUBE_PROXY",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub proxy: Option<String>,
+
+    /// File whose first line is the proxy password (for a URL that names only the user).
+    #[arg(long, env = "FLYTUBE_PROXY_PASSWORD_FILE", value_name = "FILE")]
+    pub proxy_password_file: Option<PathBuf>,
+
     /// User name on the relay.
     #[arg(long, env = "FLYTUBE_USER", value_name = "NAME")]
     pub user: Option<String>,

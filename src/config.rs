@@ -69,6 +69,12 @@ pub struct RelayConfig {
     pub connect_timeout_secs: Option<u64>,
     /// SSH handshake and authentication limit.
     pub handshake_timeout_secs: Option<u64>,
+    /// Proxy URL (`http://`, `socks5://`, `socks5h://`), or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// File whose first line is the proxy password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_password_file: Option<PathBuf>,
 }
 
 /// `auth:`

@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::net::DialError;
+use crate::proxy::ProxyError;
 
 /// Exit code for a configuration error (sysexits `EX_CONFIG`).
 pub const EXIT_CONFIG: i32 = 78;
@@ -37,6 +38,16 @@ pub enum Error {
         relay: String,
         /// What went wrong, with the `io::Error` of each address tried.
         source: DialError,
+    },
+    /// The proxy could not be reached, or it did not open a tunnel to the relay. Retried
+    /// like any connection failure: a proxy refusal is never fatal.
+    Proxy {
+        /// The proxy URL, password masked.
+        proxy: String,
+        /// `host:port` of the relay.
+        relay: String,
+        /// What went wrong, with the proxy's answer (boxed: it is large and rare).
+        source: Box<ProxyError>,
     },
     /// The SSH handshake with the relay failed.
     Handshake {
@@ -81,7 +92,8 @@ impl Error {
     }
 
     /// True for errors that another attempt cannot fix without a human
-    /// (bad settings, an untrusted relay).
+    /// (bad settings, an untrusted relay). A proxy's refusal is not one: proxies get
+    /// reconfigured, and their upstreams come back.
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
@@ -102,6 +114,14 @@ impl fmt::Display for Error {
                 )
             }
             Error::Connect { relay, source } => write!(f, "connect to relay {relay}: {source}"),
+            Error::Proxy {
+                proxy,
+                relay,
+                source,
+            } => write!(
+                f,
+                "connect to relay {relay} through proxy {proxy}: {source}"
+            ),
             Error::Handshake { relay, detail } => {
                 write!(f, "ssh handshake with relay {relay}: {detail}")
             }
@@ -122,6 +142,7 @@ impl std::error::Error for Error {
         match self {
             Error::File { source, .. } => Some(source),
             Error::Connect { source, .. } => Some(source),
+            Error::Proxy { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }
@@ -129,3 +150,30 @@ impl std::error::Error for Error {
 
 /// Shorthand used throughout the crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_refusal_is_retried_and_names_both_ends() {
+        let e = Error::Proxy {
+            proxy: "http://bob:MASKED@proxy:3128".into(),
+            relay: "relay:22".into(),
+            source: Box::new(ProxyError::Http {
+                status: 403,
+                reason: "Forbidden".into(),
+                target: "relay:22".into(),
+                schemes: vec![],
+                user: Some("bob".into()),
+            }),
+        };
+        assert!(!e.is_permanent());
+        assert_eq!(e.exit_code(), EXIT_OTHER);
+        assert_eq!(
+            e.to_string(),
+            "connect to relay relay:22 through proxy http://bob:MASKED@proxy:3128: the proxy \
+             forbids CONNECT to relay:22 (403 Forbidden)"
+        );
+    }
+}

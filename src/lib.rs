@@ -28,6 +28,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod proxy;
 pub mod pump;
 pub mod relay;
 pub mod settings;

@@ -1,15 +1,18 @@
-//! Reaching the relay: resolve, TCP connect (socket2-tuned), SSH handshake with AES-256,
+//! Reaching the relay: resolve, TCP connect (socket2-tuned; or through a proxy: resolve
+//! and connect to it, then CONNECT or SOCKS5 to the relay), SSH handshake with AES-256,
 //! host key verification before anything else is sent, then key or certificate auth.
 //! Each phase is its own function so `flytube check` can time and report them one by one.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::diagnose;
 use crate::error::{Error, Result};
 use crate::hostkey::{self, KnownEntries, PresentedKey};
 use crate::libssh2::{self as codes, duration_ms};
 use crate::net::{self, Dialed};
+use crate::proxy::{self, Destination, Opened, ProxyError, ProxyUrl};
 use crate::settings::Settings;
 
 /// A session that passed host key verification and authentication.
@@ -18,7 +21,7 @@ pub struct Connected {
     pub session: ssh2::Session,
     /// A clone of the session's socket, used only to shut it down and set options.
     pub control: TcpStream,
-    /// The relay address the TCP connection reached.
+    /// The address the TCP connection reached: the relay's, or the proxy's.
     pub peer: SocketAddr,
 }
 
@@ -56,6 +59,101 @@ pub fn connect_tcp(settings: &Settings, addrs: &[SocketAddr]) -> Result<Dialed> 
     let keepalive = settings.keepalive;
     net::tune_relay_socket(&dialed.stream, keepalive.interval, keepalive.count);
     Ok(dialed)
+}
+
+/// The byte stream the SSH session runs on: a TCP connection to the relay, or one to the
+/// proxy with a tunnel to the relay opened on it. `addr` is the address TCP reached.
+pub fn open_stream(settings: &Settings) -> Result<Dialed> {
+    let Some(proxy) = settings.relay.proxy.proxy() else {
+        let addrs = resolve(settings)?;
+        return connect_tcp(settings, &addrs);
+    };
+    let destinations = proxy_destinations(settings, proxy)?;
+    let fail = |source| Error::Proxy {
+        proxy: proxy.to_string(),
+        relay: settings.relay.address(),
+        source: Box::new(source),
+    };
+    let addrs = net::resolve(&proxy.host, proxy.port).map_err(|e| fail(ProxyError::Dial(e)))?;
+    let tunnel = open_tunnel(settings, proxy, &addrs, &destinations).map_err(fail)?;
+    log::info!(
+        "proxy {proxy} ({}) opened a tunnel to relay {} in {} ms: {}",
+        tunnel.dialed.addr,
+        tunnel.destination,
+        (tunnel.connected + tunnel.opened.elapsed).as_millis(),
+        tunnel.opened.answer
+    );
+    Ok(tunnel.dialed)
+}
+
+/// What the proxy may be asked to connect to: the relay's name and port, or with
+/// `socks5://` each of its addresses, resolved here afresh.
+pub fn proxy_destinations(settings: &Settings, proxy: &ProxyUrl) -> Result<Vec<Destination>> {
+    let relay = &settings.relay;
+    let resolved = if proxy.resolves_locally() && relay.host.parse::<IpAddr>().is_err() {
+        resolve(settings)?
+    } else {
+        Vec::new()
+    };
+    Ok(Destination::for_relay(
+        proxy,
+        &relay.host,
+        relay.port,
+        &resolved,
+    ))
+}
+
+/// A tunnel through the proxy, and what it took.
+#[derive(Debug)]
+pub struct Tunnel {
+    /// The connection to the proxy, now carrying the relay's bytes.
+    pub dialed: Dialed,
+    /// The proxy's answer.
+    pub opened: Opened,
+    /// The destination the proxy connected to.
+    pub destination: Destination,
+    /// Time to connect to the proxy (the last attempt).
+    pub connected: Duration,
+}
+
+/// Connects to the proxy (each of `addrs` in turn, under the connect timeout; the socket
+/// tuned as the relay's would be, since it carries the session) and asks it for a tunnel,
+/// answer within the connect timeout. With several destinations (the relay's addresses
+/// under `socks5://`), an address the proxy cannot reach is followed by the next one, on
+/// a new connection.
+pub fn open_tunnel(
+    settings: &Settings,
+    proxy: &ProxyUrl,
+    addrs: &[SocketAddr],
+    destinations: &[Destination],
+) -> std::result::Result<Tunnel, ProxyError> {
+    let limit = settings.relay.connect_timeout;
+    let keepalive = settings.keepalive;
+    let mut left = destinations.len();
+    for destination in destinations {
+        left -= 1;
+        let started = Instant::now();
+        let mut dialed = net::connect_any(addrs, limit).map_err(ProxyError::Dial)?;
+        let connected = started.elapsed();
+        net::tune_relay_socket(&dialed.stream, keepalive.interval, keepalive.count);
+        match proxy::open(&mut dialed.stream, proxy, destination, limit) {
+            Ok(opened) => {
+                return Ok(Tunnel {
+                    dialed,
+                    opened,
+                    destination: destination.clone(),
+                    connected,
+                });
+            }
+            Err(e @ ProxyError::SocksReply { code: 3..=6, .. }) if left > 0 => {
+                log::debug!("proxy {proxy}: {e}; trying the relay's next address");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ProxyError::Malformed(
+        "no destination to ask the proxy for".into(),
+    ))
 }
 
 /// The known_hosts entries for the relay, read before the handshake so that only the key
@@ -208,8 +306,7 @@ pub fn authenticate(session: &ssh2::Session, settings: &Settings) -> Result<()> 
 
 /// Every phase in order: the session a tunnel runs on.
 pub fn connect(settings: &Settings) -> Result<(Connected, Negotiated)> {
-    let addrs = resolve(settings)?;
-    let Dialed { stream, addr: peer } = connect_tcp(settings, &addrs)?;
+    let Dialed { stream, addr: peer } = open_stream(settings)?;
     let control = stream
         .try_clone()
         .map_err(|e| Error::Local(format!("clone socket: {e}")))?;

@@ -6,6 +6,7 @@
 //! `settings/forwards.rs`). New features add a section, not lines here.
 
 mod forwards;
+mod proxy;
 mod sections;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use forwards::ONBOARDING_VARIABLES;
+pub use proxy::PROXY_ENV;
 pub use sections::*;
 
 use crate::cli::Options;
@@ -36,6 +38,11 @@ pub const PASSPHRASE_ENV: &str = "FLYTUBE_PASSPHRASE";
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret read from a file, the environment or a URL.
+    pub fn new(text: impl Into<String>) -> Secret {
+        Secret(text.into())
+    }
+
     /// The secret text, for the one place that needs it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -99,8 +106,9 @@ pub enum HostKeyRequirement {
 
 impl Settings {
     /// Builds settings from the command line options and an environment lookup
-    /// (`SOURCE_PORT`, `TARGET_HOST`, `TARGET_PORT`, `FLYTUBE_PASSPHRASE`). Every problem
-    /// is reported before anything connects.
+    /// (`SOURCE_PORT`, `TARGET_HOST`, `TARGET_PORT`, `FLYTUBE_PASSPHRASE`, and
+    /// `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY` in either case). Every problem is reported
+    /// before anything connects.
     pub fn build(options: &Options, env: &HashMap<String, String>) -> Result<Settings> {
         Settings::build_with(options, env, HostKeyRequirement::Required)
     }
@@ -130,7 +138,7 @@ impl Settings {
         let policy = build_policy(options, env, file.allow, file.deny, &forwards)?;
         Ok(Settings {
             config_path,
-            relay: RelaySettings::build(options, file.relay.unwrap_or_default())?,
+            relay: RelaySettings::build(options, env, file.relay.unwrap_or_default())?,
             auth: AuthSettings::build(options, env, file.auth.unwrap_or_default())?,
             host_key: build_host_key(
                 options,
@@ -252,6 +260,10 @@ impl Settings {
             Some(source) => out.push_str(&format!("# key passphrase: MASKED (from {source})\n")),
             None => out.push_str("# key passphrase: none\n"),
         }
+        out.push_str(&proxy::comment(
+            &self.relay.proxy,
+            self.relay.proxy_password_file.as_deref(),
+        ));
         for note in &self.notes {
             out.push_str(&format!("# note: {note}\n"));
         }

@@ -9,6 +9,7 @@ use crate::cert::{Certificate, Severity};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::notify::{self, Notifier};
+use crate::proxy::ProxyChoice;
 use crate::pump::{Pump, PumpEnd, PumpParts};
 use crate::relay::{self, Connected, Negotiated};
 use crate::settings::Reloader;
@@ -125,11 +126,13 @@ impl Supervisor {
         for note in &settings.notes {
             log::warn!("{note}");
         }
+        if settings.relay.proxy != ProxyChoice::Direct {
+            log::info!("proxy: {}", settings.relay.proxy);
+        }
         if let Err(e) = self.start_reporting() {
             log::error!("{e}");
             return Err(e);
         }
-        warn_about_certificate(settings);
         let mut backoff_for = self.settings.reconnect;
         while !self.stop.is_stopped() {
             if self.reload.take() {

@@ -364,6 +364,8 @@ fn example_config_parses_and_is_complete() {
         "user",
         "connect_timeout_secs",
         "handshake_timeout_secs",
+        "proxy",
+        "proxy_password_file",
         "auth",
         "identity",
         "certificate",

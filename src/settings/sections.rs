@@ -19,6 +19,7 @@ use crate::forward::{join_host_port, parse_port};
 use crate::hostkey::{Fingerprint, HostKeyPolicy};
 use crate::keyfile;
 use crate::logging::LogFormat;
+use crate::proxy::ProxyChoice;
 use crate::text::is_unsafe_char;
 
 /// The production relay.
@@ -69,6 +70,10 @@ pub struct RelaySettings {
     pub connect_timeout: Duration,
     /// SSH handshake + authentication limit.
     pub handshake_timeout: Duration,
+    /// The proxy the relay is reached through, or why there is none.
+    pub proxy: ProxyChoice,
+    /// The file the proxy password was read from, if any.
+    pub proxy_password_file: Option<PathBuf>,
 }
 
 impl RelaySettings {
@@ -77,7 +82,11 @@ impl RelaySettings {
         join_host_port(&self.host, self.port)
     }
 
-    pub(super) fn build(options: &Options, file: RelayConfig) -> Result<RelaySettings> {
+    pub(super) fn build(
+        options: &Options,
+        env: &HashMap<String, String>,
+        file: RelayConfig,
+    ) -> Result<RelaySettings> {
         let (host, port) = match &options.relay {
             Some(text) => parse_relay(text)?,
             None => {
@@ -102,10 +111,19 @@ impl RelaySettings {
                 "relay user {user:?} is not a user name"
             )));
         }
+        let (proxy, proxy_password_file) = super::proxy::build(
+            options,
+            env,
+            file.proxy.as_deref(),
+            file.proxy_password_file.as_deref(),
+            &host,
+        )?;
         Ok(RelaySettings {
             host,
             port,
             user,
+            proxy,
+            proxy_password_file,
             connect_timeout: secs(
                 "relay.connect_timeout_secs",
                 file.connect_timeout_secs,
@@ -128,6 +146,8 @@ impl RelaySettings {
             user: Some(self.user.clone()),
             connect_timeout_secs: Some(self.connect_timeout.as_secs()),
             handshake_timeout_secs: Some(self.handshake_timeout.as_secs()),
+            proxy: Some(self.proxy.file_value()),
+            proxy_password_file: self.proxy_password_file.clone(),
         }
     }
 }
