@@ -31,6 +31,7 @@ pub mod notify;
 pub mod proxy;
 pub mod pump;
 pub mod relay;
+pub mod secret;
 pub mod settings;
 pub mod signals;
 pub mod splice;

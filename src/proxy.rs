@@ -233,42 +233,7 @@ impl fmt::Display for ProxyError {
                 target,
                 schemes,
                 user,
-            } => {
-                let answer = format!("{status} {reason}");
-                match status {
-                    401 | 407 => {
-                        match user {
-                            Some(user) => write!(
-                                f,
-                                "proxy authentication failed: the proxy rejected the password \
-                                 of user {user:?} ({answer}"
-                            )?,
-                            None => write!(
-                                f,
-                                "proxy authentication required: no user name and password \
-                                 were given ({answer}"
-                            )?,
-                        }
-                        if schemes.is_empty() {
-                            f.write_str("; it names no authentication scheme)")?;
-                        } else {
-                            write!(f, "; it offers {})", schemes.join(", "))?;
-                        }
-                        if !schemes.is_empty()
-                            && !schemes.iter().any(|s| s.eq_ignore_ascii_case("basic"))
-                        {
-                            f.write_str("; flytube speaks only Basic")?;
-                        }
-                        Ok(())
-                    }
-                    403 => write!(f, "the proxy forbids CONNECT to {target} ({answer})"),
-                    500..=599 => write!(
-                        f,
-                        "the proxy could not open a tunnel to {target} ({answer})"
-                    ),
-                    _ => write!(f, "the proxy answered CONNECT {target} with {answer}"),
-                }
-            }
+            } => write_http_refusal(f, *status, reason, target, schemes, user.as_deref()),
             ProxyError::SocksNoMethod {
                 offered_password: true,
             } => {
@@ -297,6 +262,50 @@ impl fmt::Display for ProxyError {
             ),
             ProxyError::Malformed(detail) => write!(f, "broken proxy answer: {detail}"),
         }
+    }
+}
+
+/// An HTTP proxy's refusal of CONNECT, in words: for 401/407 who was rejected and the
+/// schemes the proxy offers.
+fn write_http_refusal(
+    f: &mut fmt::Formatter<'_>,
+    status: u16,
+    reason: &str,
+    target: &str,
+    schemes: &[String],
+    user: Option<&str>,
+) -> fmt::Result {
+    let answer = format!("{status} {reason}");
+    match status {
+        401 | 407 => {
+            match user {
+                Some(user) => write!(
+                    f,
+                    "proxy authentication failed: the proxy rejected the password of user \
+                     {user:?} ({answer}"
+                )?,
+                None => write!(
+                    f,
+                    "proxy authentication required: no user name and password were given \
+                     ({answer}"
+                )?,
+            }
+            if schemes.is_empty() {
+                f.write_str("; it names no authentication scheme)")?;
+            } else {
+                write!(f, "; it offers {})", schemes.join(", "))?;
+            }
+            if !schemes.is_empty() && !schemes.iter().any(|s| s.eq_ignore_ascii_case("basic")) {
+                f.write_str("; flytube speaks only Basic")?;
+            }
+            Ok(())
+        }
+        403 => write!(f, "the proxy forbids CONNECT to {target} ({answer})"),
+        500..=599 => write!(
+            f,
+            "the proxy could not open a tunnel to {target} ({answer})"
+        ),
+        _ => write!(f, "the proxy answered CONNECT {target} with {answer}"),
     }
 }
 

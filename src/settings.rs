@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::secret::Secret;
 pub use forwards::ONBOARDING_VARIABLES;
 pub use proxy::PROXY_ENV;
 pub use sections::*;
@@ -32,28 +33,6 @@ use crate::hostkey::HostKeyPolicy;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/flytube/flytube.yaml";
 /// The environment variable holding the key passphrase, if any.
 pub const PASSPHRASE_ENV: &str = "FLYTUBE_PASSPHRASE";
-
-/// A secret that never shows in Debug output or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret read from a file, the environment or a URL.
-    pub fn new(text: impl Into<String>) -> Secret {
-        Secret(text.into())
-    }
-
-    /// The secret text, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MASKED")
-    }
-}
 
 /// Validated settings for every part of flytube, in the sections of the YAML file.
 #[derive(Debug, Clone)]
@@ -420,7 +399,7 @@ mod tests {
 
     #[test]
     fn secret_is_masked_in_debug() {
-        assert_eq!(format!("{:?}", Secret("hunter2".into())), "MASKED");
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "MASKED");
     }
 
     #[test]

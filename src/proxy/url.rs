@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::forward::join_host_port;
-use crate::settings::Secret;
+use crate::secret::Secret;
 
 /// The port of a proxy URL without one, as curl assumes for every proxy type.
 pub const DEFAULT_PROXY_PORT: u16 = 1080;

@@ -192,11 +192,14 @@ impl AuthSettings {
                 Some(path) => {
                     let text = read_file("passphrase", &path)?;
                     let line = text.lines().next().unwrap_or("").to_string();
-                    (Some(Secret(line)), Some(format!("file {}", path.display())))
+                    (
+                        Some(Secret::new(line)),
+                        Some(format!("file {}", path.display())),
+                    )
                 }
                 None => match env.get(PASSPHRASE_ENV) {
                     Some(value) => (
-                        Some(Secret(value.clone())),
+                        Some(Secret::new(value.clone())),
                         Some(format!("environment {PASSPHRASE_ENV}")),
                     ),
                     None => (None, None),
