@@ -205,7 +205,9 @@ fn systemd_hears_ready_watchdog_and_stopping() {
         if let Ok(n) = socket.recv(&mut buf) {
             let message = String::from_utf8_lossy(&buf[..n]).to_string();
             if message.contains("READY=1") {
-                serving_seen_first = flytube.count("serving") == 1;
+                // READY=1 means the relay serves the forward: its port must answer now (the
+                // log line may still be in the pipe, so the port is the proof).
+                serving_seen_first = std::net::TcpStream::connect(("127.0.0.1", source)).is_ok();
             }
             seen.push(message);
         }
