@@ -366,8 +366,10 @@ impl Conn {
                 self.bytes_up += n as u64;
                 self.last_activity = Instant::now();
                 step.progress = true;
-                if *offset == buf.len() {
-                    self.pending_up = None;
+                if *offset == buf.len()
+                    && let Some((buf, _)) = self.pending_up.take()
+                {
+                    self.link.recycle(buf);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -28,6 +28,8 @@ const FIRST_READ: usize = 8 * 1024;
 /// Buffers queued per direction per connection. With READ_CHUNK this bounds what flytube
 /// holds for one connection to about 4 x 64 KiB each way, however slow a side is.
 pub const QUEUE_DEPTH: usize = 4;
+/// Buffers a reader keeps for reuse: enough to cover the queue plus the one in the pump.
+const SPARE_BUFFERS: usize = QUEUE_DEPTH + 2;
 /// Stack of the copy threads: they keep their buffers on the heap, so thousands of
 /// connections cost little address space.
 pub const COPY_THREAD_STACK: usize = 128 * 1024;
@@ -74,6 +76,10 @@ pub struct Link {
     /// Why writing to the target failed, if it did. Kept beside the queue because the up
     /// queue may be full when the writer fails; the reader then reports a plain EOF.
     pub writer_error: Arc<Mutex<Option<String>>>,
+    /// Buffers the pump has written to the relay, back to the reader for its next reads:
+    /// a bulk transfer then reuses a handful of 64 KiB buffers instead of allocating (and
+    /// zeroing, and faulting in) a fresh one per read.
+    spare: Sender<Vec<u8>>,
 }
 
 impl Link {
@@ -81,12 +87,22 @@ impl Link {
     pub fn closed() -> Link {
         let (_, up) = bounded(0);
         let (down, _) = bounded(0);
+        let (spare, _) = bounded(0);
         Link {
             up,
             down,
             down_stalled: Arc::new(AtomicBool::new(false)),
             down_unwritten: Arc::new(AtomicI64::new(0)),
             writer_error: Arc::new(Mutex::new(None)),
+            spare,
+        }
+    }
+
+    /// Hands a buffer the pump has finished with back to the reader (dropped when the
+    /// reader has enough, or is gone).
+    pub fn recycle(&self, buf: Vec<u8>) {
+        if buf.capacity() >= READ_CHUNK {
+            let _ = self.spare.try_send(buf);
         }
     }
 
@@ -169,6 +185,7 @@ pub struct DynamicPlan {
 pub fn spawn(id: u64, plan: TargetPlan, waker: Waker, threads: ThreadCount) -> io::Result<Link> {
     let (up_tx, up_rx) = bounded(QUEUE_DEPTH);
     let (down_tx, down_rx) = bounded(QUEUE_DEPTH);
+    let (spare_tx, spare_rx) = bounded(SPARE_BUFFERS);
     let down_stalled = Arc::new(AtomicBool::new(false));
     let stalled = down_stalled.clone();
     let down_unwritten = Arc::new(AtomicI64::new(0));
@@ -186,7 +203,7 @@ pub fn spawn(id: u64, plan: TargetPlan, waker: Waker, threads: ThreadCount) -> i
                 plan,
                 waker,
                 threads,
-                up_tx,
+                (up_tx, spare_rx),
                 down_rx,
                 (stalled, unwritten, error_slot),
             );
@@ -197,6 +214,7 @@ pub fn spawn(id: u64, plan: TargetPlan, waker: Waker, threads: ThreadCount) -> i
         down_stalled,
         down_unwritten,
         writer_error,
+        spare: spare_tx,
     })
 }
 
@@ -205,7 +223,7 @@ fn run_worker(
     plan: TargetPlan,
     waker: Waker,
     threads: ThreadCount,
-    up: Sender<Up>,
+    (up, spare): (Sender<Up>, Receiver<Vec<u8>>),
     down: Receiver<Down>,
     flags: WriterShared,
 ) {
@@ -263,7 +281,7 @@ fn run_worker(
         send_up(Up::Failed(format!("cannot start writer thread: {e}")));
         return;
     }
-    copy_from_target(stream, send_up);
+    copy_from_target(stream, &spare, send_up);
 }
 
 /// A dynamic-forward connection up to the point where bytes can flow: the client's
@@ -377,7 +395,11 @@ fn dial_target(plan: &TargetPlan) -> Result<(TcpStream, SocketAddr), String> {
 }
 
 /// Target -> pump. Blocking reads; a full queue blocks us, which stops reading the target.
-fn copy_from_target(mut stream: TcpStream, send_up: impl Fn(Up) -> bool) {
+fn copy_from_target(
+    mut stream: TcpStream,
+    spare: &Receiver<Vec<u8>>,
+    send_up: impl Fn(Up) -> bool,
+) {
     let mut buf = vec![0u8; FIRST_READ];
     loop {
         match stream.read(&mut buf) {
@@ -397,7 +419,7 @@ fn copy_from_target(mut stream: TcpStream, send_up: impl Fn(Up) -> bool) {
                 } else {
                     buf.len()
                 };
-                let mut full = std::mem::replace(&mut buf, vec![0u8; next]);
+                let mut full = std::mem::replace(&mut buf, reuse(spare, next));
                 full.truncate(n);
                 if !send_up(Up::Data(full)) {
                     return;
@@ -409,6 +431,18 @@ fn copy_from_target(mut stream: TcpStream, send_up: impl Fn(Up) -> bool) {
                 return;
             }
         }
+    }
+}
+
+/// A read buffer of `len` bytes: one the pump gave back if there is one (already full
+/// length after a bulk read, so nothing is zeroed), else a fresh one.
+fn reuse(spare: &Receiver<Vec<u8>>, len: usize) -> Vec<u8> {
+    match spare.try_recv() {
+        Ok(mut buf) => {
+            buf.resize(len, 0);
+            buf
+        }
+        Err(_) => vec![0u8; len],
     }
 }
 
