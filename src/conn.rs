@@ -2,7 +2,7 @@
 //! that moves buffers between that channel and the target's copy threads.
 //!
 //! Only the pump thread ever calls into this module. libssh2's non-blocking rules shape it
-//! (see the notes on libssh2): after EAGAIN the same call must be repeated with the same
+//! (docs/libssh2.md §10): after EAGAIN the same call must be repeated with the same
 //! bytes, and only one packet may be half-sent per session, so an operation that would
 //! block is always driven to completion (`in_flight`) before anything else on the channel.
 
@@ -483,7 +483,7 @@ impl Conn {
     }
 
     /// EAGAIN: if libssh2 is waiting to send, our packet is half-out and this exact call
-    /// must be repeated first (rules 1, 2 and 4 of the libssh2 notes).
+    /// must be repeated first (docs/libssh2.md §10, rules 1, 2 and 4).
     fn note_would_block(&mut self, session: &ssh2::Session, op: Op, step: &mut Step) {
         let outbound = matches!(
             session.block_directions(),

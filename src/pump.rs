@@ -4,7 +4,7 @@
 //!
 //! Why one owner: ssh2 puts one mutex around the session, so a blocking call on one
 //! channel stalls every other one, and threads that poll the socket themselves lose
-//! wake-ups because any libssh2 call drains packets for all channels (libssh2 notes §2).
+//! wake-ups because any libssh2 call drains packets for all channels (docs/libssh2.md §2).
 
 use std::collections::{HashMap, HashSet};
 use std::net::TcpStream;
@@ -86,7 +86,7 @@ impl Slot {
 
 /// The liveness probe: a "session" channel open. Whatever the answer (confirmation or
 /// refusal), libssh2 consumes it itself, so unlike keepalive@ requests nothing piles up in
-/// its packet queue or poisons later forward requests (libssh2 notes §4, §13).
+/// its packet queue or poisons later forward requests (docs/libssh2.md §4, §13).
 enum Probe {
     Idle,
     Opening,
@@ -438,7 +438,7 @@ impl<'a> Pump<'a> {
                         break;
                     }
                     Err(e) => {
-                        // "Channel not found" here means the transport failed (notes §3.2).
+                        // "Channel not found" here means the transport failed (docs/libssh2.md §3.2).
                         return Err(format!(
                             "accept on forward {}: {}",
                             self.slots[forward].spec,
