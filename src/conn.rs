@@ -178,11 +178,7 @@ impl Conn {
             && self.pending_up.is_none()
             && self.link.up.is_empty()
             && self.link.down.is_empty()
-            && self
-                .link
-                .down_unwritten
-                .load(std::sync::atomic::Ordering::SeqCst)
-                == 0
+            && self.link.writer_idle()
             && self.channel.read_window().available == 0
     }
 

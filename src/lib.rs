@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod diagnose;
+pub mod downstream;
 pub mod dynamic;
 pub mod error;
 pub mod forward;

@@ -5,13 +5,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 
+use crate::downstream::Downstream;
 use crate::dynamic::{self, Policy};
 use crate::net;
 use crate::wake::Waker;
@@ -67,15 +68,8 @@ pub struct Link {
     pub up: Receiver<Up>,
     /// Messages to the target side.
     pub down: Sender<Down>,
-    /// Set by the pump before it tries to queue; cleared by the writer, which then rings
-    /// the waker, so a full queue never leaves the pump asleep.
-    pub down_stalled: Arc<AtomicBool>,
-    /// Messages queued for the writer and not yet fully written. Zero means the target
-    /// socket has everything sent so far, so the pump may send to it directly.
-    pub down_unwritten: Arc<AtomicI64>,
-    /// Why writing to the target failed, if it did. Kept beside the queue because the up
-    /// queue may be full when the writer fails; the reader then reports a plain EOF.
-    pub writer_error: Arc<Mutex<Option<String>>>,
+    /// The relay -> target protocol shared with the writer (docs in downstream.rs).
+    downstream: Arc<Downstream>,
     /// Buffers the pump has written to the relay, back to the reader for its next reads:
     /// a bulk transfer then reuses a handful of 64 KiB buffers instead of allocating (and
     /// zeroing, and faulting in) a fresh one per read.
@@ -91,9 +85,7 @@ impl Link {
         Link {
             up,
             down,
-            down_stalled: Arc::new(AtomicBool::new(false)),
-            down_unwritten: Arc::new(AtomicI64::new(0)),
-            writer_error: Arc::new(Mutex::new(None)),
+            downstream: Arc::new(Downstream::default()),
             spare,
         }
     }
@@ -108,28 +100,25 @@ impl Link {
 
     /// The writer's failure, if any.
     pub fn writer_error(&self) -> Option<String> {
-        self.writer_error.lock().ok().and_then(|e| e.clone())
+        self.downstream.error()
     }
 
     /// Queues a message for the target, noting the stall first so the writer's next take
     /// wakes the pump. Returns the message back when the queue is full.
     pub fn try_send_down(&self, message: Down) -> Result<(), TrySendError<Down>> {
-        self.down_stalled.store(true, Ordering::SeqCst);
-        // Counted before it is visible to the writer, which subtracts after writing.
-        self.down_unwritten.fetch_add(1, Ordering::SeqCst);
+        // Counted before it is visible to the writer, which uncounts it after writing.
+        self.downstream.queueing();
         let result = self.down.try_send(message);
         match &result {
-            Ok(()) => self.down_stalled.store(false, Ordering::SeqCst),
-            Err(_) => {
-                self.down_unwritten.fetch_sub(1, Ordering::SeqCst);
-            }
+            Ok(()) => self.downstream.queued(),
+            Err(_) => self.downstream.not_queued(),
         }
         result
     }
 
     /// True when the writer has written everything it was given.
     pub fn writer_idle(&self) -> bool {
-        self.down_unwritten.load(Ordering::SeqCst) == 0
+        self.downstream.idle()
     }
 }
 
@@ -186,34 +175,20 @@ pub fn spawn(id: u64, plan: TargetPlan, waker: Waker, threads: ThreadCount) -> i
     let (up_tx, up_rx) = bounded(QUEUE_DEPTH);
     let (down_tx, down_rx) = bounded(QUEUE_DEPTH);
     let (spare_tx, spare_rx) = bounded(SPARE_BUFFERS);
-    let down_stalled = Arc::new(AtomicBool::new(false));
-    let stalled = down_stalled.clone();
-    let down_unwritten = Arc::new(AtomicI64::new(0));
-    let unwritten = down_unwritten.clone();
-    let writer_error = Arc::new(Mutex::new(None));
-    let error_slot = writer_error.clone();
+    let downstream = Arc::new(Downstream::default());
+    let shared = downstream.clone();
     let guard = threads.enter();
     thread::Builder::new()
         .name(format!("conn-{id}"))
         .stack_size(COPY_THREAD_STACK)
         .spawn(move || {
             let _guard = guard;
-            run_worker(
-                id,
-                plan,
-                waker,
-                threads,
-                (up_tx, spare_rx),
-                down_rx,
-                (stalled, unwritten, error_slot),
-            );
+            run_worker(id, plan, waker, threads, (up_tx, spare_rx), down_rx, shared);
         })?;
     Ok(Link {
         up: up_rx,
         down: down_tx,
-        down_stalled,
-        down_unwritten,
-        writer_error,
+        downstream,
         spare: spare_tx,
     })
 }
@@ -225,7 +200,7 @@ fn run_worker(
     threads: ThreadCount,
     (up, spare): (Sender<Up>, Receiver<Vec<u8>>),
     down: Receiver<Down>,
-    flags: WriterShared,
+    flags: Arc<Downstream>,
 ) {
     let send_up = |message: Up| {
         let delivered = up.send(message).is_ok();
@@ -293,7 +268,7 @@ fn serve_handshake(
     plan: &TargetPlan,
     dynamic: &DynamicPlan,
     down: &Receiver<Down>,
-    flags: &WriterShared,
+    flags: &Downstream,
     waker: &Waker,
     send_up: &impl Fn(Up) -> bool,
 ) -> Result<(TcpStream, SocketAddr), String> {
@@ -359,18 +334,15 @@ fn log_dynamic(id: u64, forward: &str, report: &dynamic::Report) {
 }
 
 /// The bookkeeping the writer does for each message it takes, done by whoever takes it.
-fn took_message(flags: &WriterShared, waker: &Waker, message: &Down) {
-    let (stalled, unwritten, _) = flags;
-    if stalled.swap(false, Ordering::SeqCst) {
-        waker.wake();
-    }
+fn took_message(flags: &Downstream, waker: &Waker, message: &Down) {
+    flags.took(waker);
     if matches!(message, Down::Data(_)) {
-        unwritten.fetch_sub(1, Ordering::SeqCst);
+        flags.written();
     }
 }
 
 /// Drops what the client still sends until it leaves or `limit` passes.
-fn linger(down: &Receiver<Down>, flags: &WriterShared, waker: &Waker, limit: Duration) {
+fn linger(down: &Receiver<Down>, flags: &Downstream, waker: &Waker, limit: Duration) {
     let deadline = std::time::Instant::now() + limit;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -447,30 +419,23 @@ fn reuse(spare: &Receiver<Vec<u8>>, len: usize) -> Vec<u8> {
 }
 
 /// Pump -> target. Ends on the platform's EOF (half-close) or when the pump hangs up.
-/// What the writer shares with the pump: the stall flag, the unwritten count, its error.
-type WriterShared = (Arc<AtomicBool>, Arc<AtomicI64>, Arc<Mutex<Option<String>>>);
-
 fn copy_to_target(
     mut stream: TcpStream,
     down: Receiver<Down>,
-    (stalled, unwritten, error_slot): WriterShared,
+    shared: Arc<Downstream>,
     waker: Waker,
     up: Sender<Up>,
 ) {
     while let Ok(message) = down.recv() {
-        if stalled.swap(false, Ordering::SeqCst) {
-            waker.wake();
-        }
+        shared.took(&waker);
         match message {
             Down::Data(buf) => {
                 let written = stream.write_all(&buf);
-                unwritten.fetch_sub(1, Ordering::SeqCst);
+                shared.written();
                 if let Err(e) = written {
                     // Tell the pump why, and make the reader stop too.
                     let why = format!("write to target: {e}");
-                    if let Ok(mut slot) = error_slot.lock() {
-                        *slot = Some(why.clone());
-                    }
+                    shared.failed(why.clone());
                     let _ = up.try_send(Up::Failed(why));
                     let _ = stream.shutdown(Shutdown::Both);
                     waker.wake();
