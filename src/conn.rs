@@ -96,6 +96,8 @@ pub struct Conn {
     pub bytes_up: u64,
     /// Bytes from the relay to the target.
     pub bytes_down: u64,
+    /// Bytes (down, up) already added to the metrics.
+    reported: (u64, u64),
     /// When the connection arrived.
     pub started: Instant,
     /// When bytes last moved.
@@ -128,9 +130,21 @@ impl Conn {
             reason: None,
             bytes_up: 0,
             bytes_down: 0,
+            reported: (0, 0),
             started: now,
             last_activity: now,
         }
+    }
+
+    /// Bytes moved (to target, from target) since the last call: the metrics count live
+    /// connections too, not only closed ones.
+    pub fn unreported_bytes(&mut self) -> (u64, u64) {
+        let delta = (
+            self.bytes_down - self.reported.0,
+            self.bytes_up - self.reported.1,
+        );
+        self.reported = (self.bytes_down, self.bytes_up);
+        delta
     }
 
     /// Finished: the channel is closed and may be dropped without I/O.

@@ -313,6 +313,10 @@ impl<'a> Pump<'a> {
             if let Some(fatal) = step.fatal {
                 return Err(fatal);
             }
+            if step.progress && self.counted.contains(&conn.id) {
+                let (down, up) = conn.unreported_bytes();
+                self.slots[conn.forward].state.add_bytes(down, up);
+            }
             pass.progress |= step.progress;
             pass.inbound |= step.inbound;
             pass.wants_write |= step.wants_write;
@@ -324,8 +328,8 @@ impl<'a> Pump<'a> {
                 pass.progress = true;
             }
             if conn.is_closed() {
-                let conn = self.conns.swap_remove(index);
-                self.log_closed(&conn);
+                let mut conn = self.conns.swap_remove(index);
+                self.log_closed(&mut conn);
                 continue;
             }
             index += 1;
@@ -398,6 +402,10 @@ impl<'a> Pump<'a> {
             if let Some(fatal) = step.fatal {
                 return Err(fatal);
             }
+            if step.progress && self.counted.contains(&splice.id) {
+                let (down, up) = splice.unreported_bytes();
+                self.slots[splice.forward].state.add_bytes(down, up);
+            }
             pass.progress |= step.progress;
             pass.inbound |= step.inbound;
             pass.wants_write |= step.wants_write;
@@ -409,8 +417,8 @@ impl<'a> Pump<'a> {
                 pass.progress = true;
             }
             if splice.is_closed() {
-                let splice = self.splices.swap_remove(index);
-                self.log_closed_splice(&splice);
+                let mut splice = self.splices.swap_remove(index);
+                self.log_closed_splice(&mut splice);
                 continue;
             }
             index += 1;
@@ -520,10 +528,11 @@ impl<'a> Pump<'a> {
         }
     }
 
-    fn log_closed(&mut self, conn: &Conn) {
+    fn log_closed(&mut self, conn: &mut Conn) {
         let slot = &self.slots[conn.forward];
         if self.counted.remove(&conn.id) {
-            slot.state.add_bytes(conn.bytes_down, conn.bytes_up);
+            let (down, up) = conn.unreported_bytes();
+            slot.state.add_bytes(down, up);
             slot.state.closed(result_of(conn.reason()));
         }
         let spec = &slot.spec;
@@ -554,11 +563,12 @@ impl<'a> Pump<'a> {
         );
     }
 
-    fn log_closed_splice(&mut self, splice: &Splice) {
+    fn log_closed_splice(&mut self, splice: &mut Splice) {
         let slot = &self.slots[splice.forward];
         let (to_target, from_target) = splice.bytes();
         if self.counted.remove(&splice.id) {
-            slot.state.add_bytes(to_target, from_target);
+            let (down, up) = splice.unreported_bytes();
+            slot.state.add_bytes(down, up);
             slot.state.closed(result_of(splice.reason()));
         }
         let spec = &slot.spec;
@@ -909,12 +919,12 @@ impl<'a> Pump<'a> {
         for conn in &mut self.conns {
             conn.abort(format!("session lost: {reason}"));
         }
-        for conn in std::mem::take(&mut self.conns) {
-            self.log_closed(&conn);
+        for mut conn in std::mem::take(&mut self.conns) {
+            self.log_closed(&mut conn);
         }
         for mut splice in std::mem::take(&mut self.splices) {
             splice.abort(format!("session lost: {reason}"));
-            self.log_closed_splice(&splice);
+            self.log_closed_splice(&mut splice);
         }
         self.opening = None;
         for slot in &mut self.slots {

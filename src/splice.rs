@@ -62,6 +62,8 @@ pub struct Splice {
     /// Target -> platform.
     up: Flow,
     in_flight: Option<(Side, Op)>,
+    /// Bytes (down, up) already added to the metrics.
+    reported: (u64, u64),
     closing: bool,
     platform_closed: bool,
     target_closed: bool,
@@ -86,6 +88,7 @@ impl Splice {
             down: Flow::default(),
             up: Flow::default(),
             in_flight: None,
+            reported: (0, 0),
             closing: false,
             platform_closed: false,
             target_closed: true,
@@ -138,6 +141,14 @@ impl Splice {
     /// Why it ended (or "open").
     pub fn reason(&self) -> &str {
         self.reason.as_deref().unwrap_or("open")
+    }
+
+    /// Bytes moved (to target, from target) since the last call, for live metrics.
+    pub fn unreported_bytes(&mut self) -> (u64, u64) {
+        let (down, up) = self.bytes();
+        let delta = (down - self.reported.0, up - self.reported.1);
+        self.reported = (down, up);
+        delta
     }
 
     /// Bytes platform -> target and target -> platform.

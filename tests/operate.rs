@@ -466,3 +466,44 @@ fn a_standby_warns_once_then_counts_quietly() {
     drop(active);
     standby.wait_for_n("serving", 1, Duration::from_secs(10));
 }
+
+#[test]
+fn byte_counters_move_while_a_connection_is_open() {
+    use std::io::{Read, Write};
+    let relay = Relay::start();
+    let echo = Echo::start();
+    let source = free_port();
+    let metrics_port = free_port();
+    let mut args = relay.args();
+    args.extend(forward(source, echo.port));
+    args.extend([
+        "--metrics-listen".to_string(),
+        format!("127.0.0.1:{metrics_port}"),
+    ]);
+    let flytube = Flytube::start(&args);
+    flytube.wait_for("serving", READY);
+    let mut c = connect(source);
+    let data = random_bytes(100_000, 4);
+    c.write_all(&data).unwrap();
+    let mut back = vec![0u8; data.len()];
+    c.read_exact(&mut back).unwrap();
+    let series =
+        format!("flytube_bytes_total{{forward=\"127.0.0.1:{source}\",direction=\"to_target\"}}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = get(metrics_port, "/metrics").1;
+        if metric(&text, &series) == Some(100_000) {
+            assert_eq!(
+                metric(
+                    &text,
+                    &format!("flytube_connections_active{{forward=\"127.0.0.1:{source}\"}}")
+                ),
+                Some(1)
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(c);
+}
