@@ -355,17 +355,20 @@ impl<'a> Pump<'a> {
             {
                 Ok(channel) => {
                     self.opening = None;
+                    splice.set_open_in_flight(false);
                     splice.opened(channel);
                     pass.progress = true;
                     pass.inbound = true;
                 }
                 Err(e) if libssh2::is(&e, libssh2::LIBSSH2_ERROR_EAGAIN) => {
                     self.opening = Some(splice.id);
+                    splice.set_open_in_flight(true);
                     pass.wants_write |= self.outbound_blocked();
                     return Ok(());
                 }
                 Err(e) => {
                     self.opening = None;
+                    splice.set_open_in_flight(false);
                     if libssh2::code(&e).is_some_and(is_session_fatal) {
                         return Err(format!("open a channel to {target}: {}", e.message()));
                     }

@@ -62,6 +62,9 @@ pub struct Splice {
     /// Target -> platform.
     up: Flow,
     in_flight: Option<(Side, Op)>,
+    /// The direct-tcpip open returned EAGAIN: libssh2's one open state is ours until the
+    /// same call completes, even if the connection is aborted meanwhile (§16).
+    open_in_flight: bool,
     /// Bytes (down, up) already added to the metrics.
     reported: (u64, u64),
     closing: bool,
@@ -88,6 +91,7 @@ impl Splice {
             down: Flow::default(),
             up: Flow::default(),
             in_flight: None,
+            open_in_flight: false,
             reported: (0, 0),
             closing: false,
             platform_closed: false,
@@ -98,9 +102,16 @@ impl Splice {
         }
     }
 
-    /// True while the direct-tcpip channel is not open yet.
+    /// True while the direct-tcpip channel is still to be opened: not yet asked for (and
+    /// not aborted), or asked for and not answered yet (aborted or not: the open must be
+    /// completed, then the channel closed).
     pub fn is_opening(&self) -> bool {
-        self.remote.is_none() && !self.closing
+        self.remote.is_none() && (!self.closing || self.open_in_flight)
+    }
+
+    /// The pump's open call for this connection returned EAGAIN (true) or finished (false).
+    pub fn set_open_in_flight(&mut self, pending: bool) {
+        self.open_in_flight = pending;
     }
 
     /// The relay opened the target channel.
@@ -125,7 +136,7 @@ impl Splice {
 
     /// True once both channels are closed.
     pub fn is_closed(&self) -> bool {
-        self.closing && self.platform_closed && self.target_closed
+        self.closing && self.platform_closed && self.target_closed && !self.open_in_flight
     }
 
     /// True while a call of this connection has a half-sent packet.
