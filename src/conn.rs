@@ -493,7 +493,7 @@ impl Conn {
     }
 
     /// EAGAIN: if libssh2 is waiting to send, our packet is half-out and this exact call
-    /// must be repeated first (docs/libssh2.md §10, rules 1, 2 and 4).
+    /// must be repeated first (docs/libssh2.md §10, rules 1, 2, 4 and 5).
     fn note_would_block(&mut self, session: &ssh2::Session, op: Op, step: &mut Step) {
         let outbound = matches!(
             session.block_directions(),

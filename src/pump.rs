@@ -30,8 +30,8 @@ use crate::worker::{self, DynamicPlan, Link, TargetPlan, ThreadCount};
 /// Longest sleep when nothing is due: housekeeping (idle limits, drain, close grace) runs
 /// at least this often.
 const TICK: Duration = Duration::from_secs(1);
-/// Sleep cap after EAGAIN with no block direction (libssh2 #1672: a half-sent packet of
-/// another call; retried soon).
+/// Sleep cap after EAGAIN with no block direction (docs/libssh2.md §10 rule 3, libssh2
+/// #1672: a half-sent packet of another call; retried soon).
 const RETRY_SOON: Duration = Duration::from_millis(50);
 /// Limit on one blocking control request (forward request or cancel, disconnect) while the
 /// session is otherwise non-blocking.

@@ -4,9 +4,9 @@
 //! and a direction reads only when its buffer is empty, so each side's SSH window carries
 //! the back-pressure.
 //!
-//! The libssh2 rules are those of `conn.rs` (docs/libssh2.md): a call that returned EAGAIN
-//! with its packet half-sent is repeated, with the same bytes, before anything else on
-//! this connection.
+//! The libssh2 rules are those of `conn.rs` (docs/libssh2.md §10): a call that returned
+//! EAGAIN with its packet half-sent is repeated, with the same bytes, before anything else
+//! on this connection.
 
 use std::io::{self, Read, Write};
 use std::time::Instant;
