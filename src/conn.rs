@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{TryRecvError, TrySendError};
 
+use crate::libssh2;
 use crate::worker::{Down, Link, Up};
 
 /// How often a back-pressured connection checks whether the relay closed its channel.
@@ -20,17 +21,17 @@ const CLOSE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// libssh2 error codes that mean the whole session is broken, not just one channel.
 const SESSION_FATAL: &[i32] = &[
-    -5,  // KEX_FAILURE
-    -6,  // ALLOC
-    -7,  // SOCKET_SEND
-    -9,  // TIMEOUT
-    -12, // DECRYPT
-    -13, // SOCKET_DISCONNECT
-    -14, // PROTO
-    -30, // SOCKET_TIMEOUT
-    -43, // SOCKET_RECV
-    -44, // ENCRYPT
-    -45, // BAD_SOCKET
+    libssh2_sys::LIBSSH2_ERROR_KEX_FAILURE,
+    libssh2_sys::LIBSSH2_ERROR_ALLOC,
+    libssh2_sys::LIBSSH2_ERROR_SOCKET_SEND,
+    libssh2_sys::LIBSSH2_ERROR_TIMEOUT,
+    libssh2_sys::LIBSSH2_ERROR_DECRYPT,
+    libssh2_sys::LIBSSH2_ERROR_SOCKET_DISCONNECT,
+    libssh2_sys::LIBSSH2_ERROR_PROTO,
+    libssh2_sys::LIBSSH2_ERROR_SOCKET_TIMEOUT,
+    libssh2_sys::LIBSSH2_ERROR_SOCKET_RECV,
+    libssh2_sys::LIBSSH2_ERROR_ENCRYPT,
+    libssh2_sys::LIBSSH2_ERROR_BAD_SOCKET,
 ];
 
 /// True when a libssh2 error code means the session itself is gone.
@@ -445,8 +446,8 @@ impl Conn {
             }
             // EAGAIN: not closed yet; INVAL: no EOF from the relay yet.
             Err(e)
-                if e.code() == ssh2::ErrorCode::Session(-37)
-                    || e.code() == ssh2::ErrorCode::Session(-34) => {}
+                if libssh2::is(&e, libssh2::LIBSSH2_ERROR_EAGAIN)
+                    || libssh2::is(&e, libssh2::LIBSSH2_ERROR_INVAL) => {}
             Err(e) => self.channel_error(session, "wait for channel close", e.message(), step),
         }
     }
@@ -458,7 +459,7 @@ impl Conn {
                 self.eof_sent = true;
                 step.progress = true;
             }
-            Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {
+            Err(e) if libssh2::is(&e, libssh2::LIBSSH2_ERROR_EAGAIN) => {
                 self.note_would_block(session, Op::Eof, step)
             }
             Err(e) => {
@@ -475,10 +476,10 @@ impl Conn {
                 self.closed = true;
                 step.progress = true;
             }
-            // Keep asking until the relay's CLOSE arrives: only then is `local.close` set and
-            // dropping the channel frees it without I/O. Dropping earlier would leak the C
-            // channel (ssh2 ignores the EAGAIN of its free) with whatever data it holds.
-            Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {
+            // Keep asking until close() returns Ok: only then is our CLOSE out and
+            // `local.close` set, so dropping the channel frees it without I/O (§9). Dropping
+            // earlier would leak the C channel (ssh2 ignores the EAGAIN of its free).
+            Err(e) if libssh2::is(&e, libssh2::LIBSSH2_ERROR_EAGAIN) => {
                 self.note_would_block(session, Op::Close, step)
             }
             Err(e) => {

@@ -441,7 +441,7 @@ impl<'a> Pump<'a> {
                             .map(|(host, port)| join_host_port(&host, port));
                         self.admit(forward, channel, origin);
                     }
-                    Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {
+                    Err(e) if libssh2::is(&e, libssh2::LIBSSH2_ERROR_EAGAIN) => {
                         // libssh2 answers some packets itself while reading (open
                         // confirmations, keepalive replies, rekeying); one of those may be
                         // half-sent and must be pushed out on POLLOUT.
@@ -449,12 +449,19 @@ impl<'a> Pump<'a> {
                         break;
                     }
                     Err(e) => {
-                        // "Channel not found" here means the transport failed (docs/libssh2.md §3.2).
-                        return Err(format!(
-                            "accept on forward {}: {}",
-                            self.slots[forward].spec,
-                            e.message()
-                        ));
+                        // "Channel not found" here means the transport failed, not that a
+                        // channel is missing (docs/libssh2.md §3.2): say so.
+                        let why = if libssh2::is(&e, libssh2_sys::LIBSSH2_ERROR_CHANNEL_UNKNOWN) {
+                            "the connection to the relay broke (closed or reset while reading)"
+                                .to_string()
+                        } else {
+                            format!(
+                                "accept on forward {}: {}",
+                                self.slots[forward].spec,
+                                e.message()
+                            )
+                        };
+                        return Err(why);
                     }
                 }
             }
@@ -662,7 +669,7 @@ impl<'a> Pump<'a> {
                     slot.retry_at = None;
                     slot.backoff.reset();
                 }
-                Err(e) if e.code() == ssh2::ErrorCode::Session(-32) => {
+                Err(e) if libssh2::is(&e, libssh2::LIBSSH2_ERROR_REQUEST_DENIED) => {
                     let delay = slot.backoff.next_delay();
                     slot.retry_at = Some(Instant::now() + delay);
                     slot.refusals += 1;
@@ -708,7 +715,7 @@ impl<'a> Pump<'a> {
                     self.liveness.touch();
                     self.probe = Probe::Closing(channel);
                 }
-                Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {
+                Err(e) if libssh2::is(&e, libssh2::LIBSSH2_ERROR_EAGAIN) => {
                     self.note_probe_block(pass);
                     return Ok(());
                 }
@@ -729,7 +736,9 @@ impl<'a> Pump<'a> {
         }
         if let Probe::Closing(channel) = &mut self.probe {
             match channel.close() {
-                Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => self.note_probe_block(pass),
+                Err(e) if libssh2::is(&e, libssh2::LIBSSH2_ERROR_EAGAIN) => {
+                    self.note_probe_block(pass)
+                }
                 _ => {
                     self.probe_in_flight = false;
                     self.probe = Probe::Idle;
