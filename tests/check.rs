@@ -3,7 +3,6 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::Command;
 
 use common::*;
 
@@ -13,15 +12,13 @@ struct Outcome {
 }
 
 fn check(args: &[String], json: bool) -> Outcome {
-    let mut cmd = Command::new(flytube_bin());
+    let mut cmd = flytube_command();
     cmd.arg("check");
     if json {
         cmd.arg("--json");
     }
     // Everything after "run" in the fixture's arguments.
-    cmd.args(&args[1..])
-        .env_remove("FLYTUBE_CONFIG")
-        .env_remove("RUST_LOG");
+    cmd.args(&args[1..]);
     let out = cmd.output().unwrap();
     Outcome {
         code: out.status.code(),

@@ -3,17 +3,14 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 
 /// Runs flytube to completion with a clean environment plus `env`.
 fn flytube(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut cmd = Command::new(flytube_bin());
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    let mut cmd = flytube_command();
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -99,6 +96,17 @@ fn bad_forward_specs_and_ports() {
         expect_error(with(f.base(), &["-R", spec]), &[], 78, &[spec, needle]);
     }
     expect_error(f.base(), &[], 78, &["no forward"]);
+}
+
+#[test]
+fn tests_name_their_settings_file_and_never_read_the_default_one() {
+    let f = Files::new();
+    let args = with(f.base(), &["-R", "1:h:2"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, stdout, stderr) = flytube(&refs, &[]);
+    assert_eq!(status, Some(0), "{stderr}");
+    let named = format!("# settings file: {}\n", no_settings().display());
+    assert!(stdout.starts_with(&named), "{stdout}");
 }
 
 #[test]

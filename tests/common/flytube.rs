@@ -1,9 +1,10 @@
-//! The flytube binary run as a child process: its log lines collected for the tests to wait
-//! for and assert on; killed on drop.
+//! The flytube binary run as a child process, isolated from the host's settings: its log
+//! lines collected for the tests to wait for and assert on; killed on drop.
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,20 +22,50 @@ pub fn flytube_bin() -> &'static str {
     env!("CARGO_BIN_EXE_flytube")
 }
 
+/// The settings file every flytube of the tests is given: an explicit empty mapping, so
+/// that flytube takes its settings from the command line and `-c FILE` alone and never
+/// reads the default /etc/flytube/flytube.yaml of the machine the tests run on.
+pub fn no_settings() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let path = dir.join("no-settings.yaml");
+        // Written aside and renamed: test binaries running at once each write it, and a
+        // flytube of another one may be reading it.
+        let aside = dir.join(format!("no-settings.yaml.{}", std::process::id()));
+        std::fs::write(
+            &aside,
+            "# flytube's tests give every setting on the command line.\n{}\n",
+        )
+        .unwrap();
+        std::fs::rename(&aside, &path).unwrap();
+        path
+    })
+}
+
+/// A flytube command isolated from the host: no inherited environment but `PATH` (no
+/// `FLYTUBE_*`, `SOURCE_PORT`, `TARGET_*` or `RUST_LOG` of whoever runs the tests), and
+/// `FLYTUBE_CONFIG` naming [`no_settings`]. A `-c FILE` argument still wins over it.
+pub fn flytube_command() -> Command {
+    let mut cmd = Command::new(flytube_bin());
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("FLYTUBE_CONFIG", no_settings());
+    cmd
+}
+
 impl Flytube {
     pub fn start(args: &[String]) -> Flytube {
         Flytube::start_env(args, &[])
     }
 
     pub fn start_env(args: &[String], env: &[(&str, &str)]) -> Flytube {
-        let mut cmd = Command::new(flytube_bin());
+        let mut cmd = flytube_command();
         cmd.args(args);
         if std::env::var_os("FLYTUBE_TEST_VERBOSE").is_some() {
             cmd.arg("-vv");
         }
-        cmd.env_remove("RUST_LOG")
-            .env_remove("FLYTUBE_CONFIG")
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {
