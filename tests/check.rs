@@ -2,28 +2,16 @@
 
 mod common;
 
-use std::net::TcpListener;
-
 use common::*;
 
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
-}
-
 fn check(args: &[String], json: bool) -> Outcome {
-    let mut cmd = flytube_command();
-    cmd.arg("check");
-    if json {
-        cmd.arg("--json");
-    }
     // Everything after "run" in the fixture's arguments.
-    cmd.args(&args[1..]);
-    let out = cmd.output().unwrap();
-    Outcome {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    let mut check = vec!["check"];
+    if json {
+        check.push("--json");
     }
+    check.extend(args[1..].iter().map(String::as_str));
+    run_flytube(&check, &[])
 }
 
 fn line<'a>(out: &'a Outcome, step: &str) -> &'a str {
@@ -36,7 +24,7 @@ fn line<'a>(out: &'a Outcome, step: &str) -> &'a str {
 #[test]
 fn all_good_passes_every_step() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let mut args = relay.args();
     args.extend(forward(free_port(), echo.port));
     let out = check(&args, false);
@@ -236,7 +224,7 @@ fn certificate_expiring_soon_warns() {
     let key = relay.dir.join("soon");
     keygen(&key, "ed25519");
     sign(&relay.dir.join("ca"), &key, &relay.user, "-1d:+3d");
-    let echo = Echo::start();
+    let echo = Target::echo();
     let mut args = relay.args();
     let i = args.iter().position(|a| a == "-i").unwrap();
     args[i + 1] = key.display().to_string();
@@ -258,12 +246,9 @@ fn certificate_expiring_soon_warns() {
 #[test]
 fn squatted_forward_fails() {
     let relay = Relay::start();
-    // Bound on port 0 and kept: a port that is merely "free now" can be taken by any
-    // connection of a test running in parallel.
-    let _squatter = TcpListener::bind("127.0.0.1:0").unwrap();
-    let taken = _squatter.local_addr().unwrap().port();
+    let squatter = Squatter::new();
     let mut args = relay.args();
-    args.extend(forward(taken, 9));
+    args.extend(forward(squatter.port, 9));
     let out = check(&args, false);
     assert_eq!(out.code, Some(69), "{}", out.stdout);
     assert!(line(&out, "forward 127.0.0.1:").starts_with("[FAIL]"));

@@ -7,19 +7,13 @@ use std::time::Duration;
 
 use common::*;
 
-/// Runs flytube to completion with a clean environment plus `env`.
-fn flytube(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut cmd = flytube_command();
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// Runs flytube to its end: exit code, stdout, stderr.
+fn flytube<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    let out = run_flytube(args, env);
+    (out.code, out.stdout, out.stderr)
 }
 
 struct Files {
@@ -412,7 +406,7 @@ fn example_config_parses_and_is_complete() {
 #[test]
 fn sigterm_stops_serving_and_exits_zero() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let mut args = relay.args();
     args.extend(forward(source, echo.port));

@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener};
+use std::net::Shutdown;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,7 @@ fn fast_reconnect(relay: &Relay) -> String {
 fn black_holed_relay_is_detected_and_the_tunnel_comes_back() {
     let relay = Relay::start_with(REAPING);
     let proxy = FaultyProxy::start(relay.port);
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let config = fast_reconnect(&relay);
     let mut args = args_via(
@@ -81,7 +81,7 @@ fn black_holed_relay_is_detected_and_the_tunnel_comes_back() {
 fn reset_path_reconnects() {
     let relay = Relay::start_with(REAPING);
     let proxy = FaultyProxy::start(relay.port);
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let config = fast_reconnect(&relay);
     let mut args = args_via(&relay, proxy.port, &["-c", &config]);
@@ -112,7 +112,7 @@ fn sshd_killed_and_restarted_is_survived() {
 fn relay_down_at_start_is_retried_until_it_comes_up() {
     let mut relay = Relay::start();
     relay.stop();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let config = fast_reconnect(&relay);
     let mut args = relay.args();
@@ -128,9 +128,9 @@ fn relay_down_at_start_is_retried_until_it_comes_up() {
 #[test]
 fn squatted_forward_port_is_retried_while_others_serve() {
     let relay = Relay::start();
-    let echo = Echo::start();
-    let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
-    let squatted = squatter.local_addr().unwrap().port();
+    let echo = Target::echo();
+    let squatter = Squatter::new();
+    let squatted = squatter.port;
     let healthy = free_port();
     let config = fast_reconnect(&relay);
     let mut args = relay.args();
@@ -150,7 +150,7 @@ fn squatted_forward_port_is_retried_while_others_serve() {
 #[test]
 fn standby_takes_over_when_the_active_one_dies() {
     let relay = Relay::start_with(REAPING);
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let config = fast_reconnect(&relay);
     let mut args = relay.args();
@@ -267,7 +267,7 @@ fn slow_target_keeps_memory_bounded() {
 #[test]
 fn connections_beyond_the_limit_are_refused_and_counted() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let mut args = relay.args();
     args.extend(["--max-connections".into(), "2".into()]);
@@ -325,7 +325,7 @@ fn sigterm_drains_connections_in_flight() {
 #[test]
 fn drain_limit_cuts_stragglers() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let path = relay.dir.join("drain.yaml");
     std::fs::write(&path, "limits:\n  drain_timeout_secs: 1\n").unwrap();

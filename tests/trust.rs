@@ -81,7 +81,7 @@ fn unknown_relay_is_refused_with_the_line_to_add() {
 #[test]
 fn pinned_fingerprint_is_accepted_and_a_wrong_pin_refused() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let mut args = relay.args();
     remove_arg(&mut args, "--known-hosts");
@@ -116,7 +116,7 @@ fn pinned_fingerprint_is_accepted_and_a_wrong_pin_refused() {
 #[test]
 fn hashed_known_hosts_entry_is_accepted() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let known = relay.known_hosts();
     run_ok(
         std::process::Command::new("ssh-keygen")
@@ -156,7 +156,7 @@ fn certificate_auth_is_accepted() {
 #[test]
 fn plain_key_in_authorized_keys_is_accepted() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let plain = relay.dir.join("plain");
     keygen(&plain, "ed25519");
     std::fs::copy(

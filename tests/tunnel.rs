@@ -3,7 +3,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener};
+use std::net::Shutdown;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ fn start_tunnel(relay: &Relay, forwards: &[(u16, u16)]) -> Flytube {
 #[test]
 fn one_mib_of_random_data_round_trips_intact() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let flytube = start_tunnel(&relay, &[(source, echo.port)]);
     let data = random_bytes(1 << 20, 7);
@@ -97,7 +97,7 @@ fn client_half_close_then_target_answers() {
 #[test]
 fn hundred_concurrent_connections() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let flytube = start_tunnel(&relay, &[(source, echo.port)]);
     let handles: Vec<_> = (0..100)
@@ -121,7 +121,7 @@ fn hundred_concurrent_connections() {
 #[test]
 fn dead_target_is_closed_fast_and_isolated() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let dead_target = free_port(); // nothing listens there
     let healthy = free_port();
     let dead = free_port();
@@ -155,21 +155,11 @@ fn dead_target_is_closed_fast_and_isolated() {
 #[test]
 fn target_that_resets_closes_only_its_connection() {
     let relay = Relay::start();
-    let echo = Echo::start();
-    // A target that accepts and then resets the connection (SO_LINGER 0).
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        while let Ok((s, _)) = listener.accept() {
-            let sock = socket2::SockRef::from(&s);
-            sock.set_linger(Some(Duration::ZERO)).unwrap();
-            thread::sleep(Duration::from_millis(100));
-            drop(s);
-        }
-    });
+    let echo = Target::echo();
+    let target = Target::resetting();
     let healthy = free_port();
     let resetting = free_port();
-    let _flytube = start_tunnel(&relay, &[(healthy, echo.port), (resetting, target)]);
+    let _flytube = start_tunnel(&relay, &[(healthy, echo.port), (resetting, target.port)]);
     let started = Instant::now();
     let mut client = connect(resetting);
     let mut sink = Vec::new();

@@ -1,19 +1,29 @@
-//! Faults on the path to the relay: a proxy that black-holes or resets its connections.
+//! Faults on the path to the relay: a proxy that black-holes or resets its connections, and
+//! squatters holding a port.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 /// A TCP proxy between flytube and sshd that can black-hole its connections (bytes
 /// vanish, sockets stay open) or reset them. New connections after a freeze pass normally.
+/// On drop it stops accepting and resets every connection, which ends its threads.
 pub struct FaultyProxy {
     pub port: u16,
-    frozen_before: Arc<Mutex<Option<usize>>>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-    stop: Arc<AtomicBool>,
+    state: Arc<Mutex<ProxyState>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    /// Connections accepted so far; each is numbered in that order.
+    accepted: usize,
+    /// Connections numbered below this are black holes.
+    frozen_before: usize,
+    /// Both sockets of every connection not reset yet.
+    open: Vec<TcpStream>,
+    stopped: bool,
 }
 
 impl FaultyProxy {
@@ -21,51 +31,52 @@ impl FaultyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
-        let frozen_before: Arc<Mutex<Option<usize>>> = Arc::new(Mutex::new(None));
-        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (f, c, s) = (frozen_before.clone(), conns.clone(), stop.clone());
+        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let shared = state.clone();
+        let upstream = SocketAddr::from(([127, 0, 0, 1], upstream));
         thread::spawn(move || {
-            let mut index = 0usize;
-            while !s.load(Ordering::SeqCst) {
+            loop {
                 let Ok((client, _)) = listener.accept() else {
+                    if shared.lock().unwrap().stopped {
+                        return;
+                    }
                     thread::sleep(Duration::from_millis(5));
                     continue;
                 };
                 client.set_nonblocking(false).unwrap();
-                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5))
+                else {
                     continue;
                 };
-                c.lock().unwrap().push(client.try_clone().unwrap());
-                c.lock().unwrap().push(server.try_clone().unwrap());
-                let me = index;
-                index += 1;
+                let mut state = shared.lock().unwrap();
+                if state.stopped {
+                    return;
+                }
+                state.open.push(client.try_clone().unwrap());
+                state.open.push(server.try_clone().unwrap());
+                let index = state.accepted;
+                state.accepted += 1;
                 for (from, to) in [
                     (client.try_clone().unwrap(), server.try_clone().unwrap()),
                     (server, client),
                 ] {
-                    let frozen = f.clone();
-                    thread::spawn(move || pipe(from, to, me, frozen));
+                    let state = shared.clone();
+                    thread::spawn(move || pipe(from, to, index, state));
                 }
             }
         });
-        FaultyProxy {
-            port,
-            frozen_before,
-            conns,
-            stop,
-        }
+        FaultyProxy { port, state }
     }
 
     /// Every connection open now becomes a black hole.
     pub fn freeze_existing(&self) {
-        let open = self.conns.lock().unwrap().len() / 2;
-        *self.frozen_before.lock().unwrap() = Some(open);
+        let mut state = self.state.lock().unwrap();
+        state.frozen_before = state.accepted;
     }
 
     /// Resets every connection open now.
     pub fn reset_all(&self) {
-        for s in self.conns.lock().unwrap().drain(..) {
+        for s in self.state.lock().unwrap().open.drain(..) {
             let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
             let _ = s.shutdown(Shutdown::Both);
         }
@@ -74,12 +85,12 @@ impl FaultyProxy {
 
 impl Drop for FaultyProxy {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.state.lock().unwrap().stopped = true;
         self.reset_all();
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream, index: usize, frozen: Arc<Mutex<Option<usize>>>) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, index: usize, state: Arc<Mutex<ProxyState>>) {
     let mut buf = vec![0u8; 65536];
     loop {
         match from.read(&mut buf) {
@@ -88,14 +99,30 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, index: usize, frozen: Arc<Mutex<
                 return;
             }
             Ok(n) => {
-                let is_frozen = frozen.lock().unwrap().is_some_and(|before| index < before);
-                if is_frozen {
+                if index < state.lock().unwrap().frozen_before {
                     continue; // the bytes vanish; the socket stays open
                 }
                 if to.write_all(&buf[..n]).is_err() {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// A listener holding a port on 127.0.0.1 until dropped. Bound on port 0: a port that is
+/// merely free now can be taken by any connection of a test running in parallel.
+pub struct Squatter {
+    pub port: u16,
+    _listener: TcpListener,
+}
+
+impl Squatter {
+    pub fn new() -> Squatter {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Squatter {
+            port: listener.local_addr().unwrap().port(),
+            _listener: listener,
         }
     }
 }

@@ -1,21 +1,23 @@
 //! The flytube binary run as a child process, isolated from the host's settings: its log
 //! lines collected for the tests to wait for and assert on; killed on drop.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::process::{Killed, Outcome, run_ok, run_within};
 use super::relay::Relay;
-use super::scratch::run_ok;
-use super::targets::{Echo, free_port};
+use super::targets::{Target, free_port};
 
-/// A running flytube whose stderr lines are collected.
+/// A running flytube whose stderr lines are collected; killed on drop.
 pub struct Flytube {
-    pub child: Child,
+    process: Killed,
     lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+    reader: Option<JoinHandle<()>>,
 }
 
 pub fn flytube_bin() -> &'static str {
@@ -54,6 +56,16 @@ pub fn flytube_command() -> Command {
     cmd
 }
 
+/// How long a flytube expected to end by itself (`config`, `check`, a refusal) may take.
+pub const ONE_SHOT: Duration = Duration::from_secs(60);
+
+/// Runs flytube to its end (at most [`ONE_SHOT`]) with the isolated environment plus `env`.
+pub fn run_flytube<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Outcome {
+    let mut cmd = flytube_command();
+    cmd.args(args).envs(env.iter().copied());
+    run_within(&mut cmd, ONE_SHOT)
+}
+
 impl Flytube {
     pub fn start(args: &[String]) -> Flytube {
         Flytube::start_env(args, &[])
@@ -65,17 +77,16 @@ impl Flytube {
         if std::env::var_os("FLYTUBE_TEST_VERBOSE").is_some() {
             cmd.arg("-vv");
         }
-        cmd.stdin(Stdio::null())
+        cmd.envs(env.iter().copied())
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start flytube");
-        let stderr = child.stderr.take().unwrap();
+        let mut process = Killed::spawn(&mut cmd);
+        let stderr = process.0.stderr.take().unwrap();
         let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let sink = lines.clone();
-        thread::spawn(move || {
+        // Ends at the end of stderr, that is when flytube has exited.
+        let reader = thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if std::env::var_os("FLYTUBE_TEST_ECHO").is_some() {
                     eprintln!("[flytube] {line}");
@@ -85,11 +96,15 @@ impl Flytube {
                 cv.notify_all();
             }
         });
-        Flytube { child, lines }
+        Flytube {
+            process,
+            lines,
+            reader: Some(reader),
+        }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.id()
     }
 
     pub fn output(&self) -> String {
@@ -100,17 +115,6 @@ impl Flytube {
     pub fn assert_logged(&self, needle: &str) {
         let out = self.output();
         assert!(out.contains(needle), "log lacks {needle:?}:\n{out}");
-    }
-
-    /// Number of log lines containing `needle`.
-    pub fn count(&self, needle: &str) -> usize {
-        self.lines
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
     }
 
     /// Waits until `n` lines contain `needle`; panics with the log after `timeout`.
@@ -137,39 +141,30 @@ impl Flytube {
         self.wait_for_n(needle, 1, timeout)
     }
 
-    /// Waits for the process to exit by itself.
+    /// Waits for the process to exit by itself, and for its last log lines; kills it and
+    /// panics with the log after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader thread take the last lines.
-                thread::sleep(Duration::from_millis(50));
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "flytube did not exit within {timeout:?}; log:\n{}",
-                    self.output()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
+        let Some(status) = self.process.wait_within(timeout) else {
+            self.process.kill();
+            panic!(
+                "flytube did not exit within {timeout:?}; log:\n{}",
+                self.output()
+            );
+        };
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
         }
+        status
     }
 
-    pub fn signal(&self, signal: &str) {
+    /// Sends `signal` (TERM, INT, ...) to the running flytube.
+    pub fn signal(&mut self, signal: &str) {
+        assert!(self.process.running(), "flytube has already exited");
         run_ok(
             Command::new("kill")
                 .arg(format!("-{signal}"))
                 .arg(self.pid().to_string()),
         );
-    }
-}
-
-impl Drop for Flytube {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -183,8 +178,8 @@ pub fn forward(source: u16, target: u16) -> Vec<String> {
 
 /// flytube forwarding a fresh relay port to a new echo target, serving. `extra` goes on the
 /// command line. The echo target lives as long as the returned value.
-pub fn echo_tunnel(relay: &Relay, extra: &[&str]) -> (Echo, u16, Flytube) {
-    let echo = Echo::start();
+pub fn echo_tunnel(relay: &Relay, extra: &[&str]) -> (Target, u16, Flytube) {
+    let echo = Target::echo();
     let source = free_port();
     let mut args = relay.args();
     args.extend(extra.iter().map(|s| s.to_string()));

@@ -5,6 +5,7 @@
 
 mod faults;
 mod flytube;
+mod process;
 mod procfs;
 mod relay;
 mod scratch;
@@ -12,6 +13,7 @@ mod targets;
 
 pub use faults::*;
 pub use flytube::*;
+pub use process::*;
 pub use procfs::*;
 pub use relay::*;
 pub use scratch::*;

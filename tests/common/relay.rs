@@ -3,11 +3,12 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::scratch::{TempDir, run_ok};
+use super::process::{Killed, run_ok, run_quietly};
+use super::scratch::TempDir;
 use super::targets::free_port;
 
 /// ssh-keygen a passphrase-less key.
@@ -44,12 +45,12 @@ pub fn user() -> String {
         .unwrap_or_else(|| run_ok(Command::new("id").arg("-un")).trim().to_string())
 }
 
-/// A throwaway OpenSSH relay.
+/// A throwaway OpenSSH relay; sshd and every session it serves are killed on drop.
 pub struct Relay {
     pub dir: TempDir,
     pub port: u16,
     pub user: String,
-    child: Child,
+    sshd: Killed,
 }
 
 impl Relay {
@@ -89,23 +90,12 @@ impl Relay {
                 std::env::var("FLYTUBE_TEST_SSHD_LOGLEVEL").unwrap_or_else(|_| "VERBOSE".into())
         );
         std::fs::write(dir.join("sshd_config"), config).unwrap();
-        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("sshd not installed (apt-get install openssh-server)");
-        let child = Command::new(sshd)
-            .args(["-D", "-f"])
-            .arg(dir.join("sshd_config"))
-            .arg("-E")
-            .arg(dir.join("sshd.log"))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start sshd");
+        let sshd = spawn_sshd(&dir);
         let relay = Relay {
             dir,
             port,
             user,
-            child,
+            sshd,
         };
         relay.wait_listening();
         relay
@@ -164,33 +154,26 @@ impl Relay {
         ]
     }
 
+    /// Stops the listening sshd; sessions it serves stay, as on a graceful restart.
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.sshd.kill();
     }
 
     /// Kills sshd and every session it serves, as a crash or reboot of the relay would.
     pub fn kill_all(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+        // Sessions are sshd's children (in sessions of their own, so not in its process
+        // group); after sshd is reaped its id may name some other process.
+        if self.sshd.running() {
+            let pid = self.sshd.id().to_string();
+            run_quietly(Command::new("pkill").args(["-KILL", "-P", &pid]));
+        }
         self.stop();
     }
 
     /// Starts sshd again with the same keys, config and port.
     pub fn restart(&mut self) -> &mut Relay {
         self.stop();
-        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap();
-        self.child = Command::new(sshd)
-            .args(["-D", "-f"])
-            .arg(self.dir.join("sshd_config"))
-            .arg("-E")
-            .arg(self.dir.join("sshd.log"))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("restart sshd");
+        self.sshd = spawn_sshd(&self.dir);
         self.wait_listening();
         self
     }
@@ -198,6 +181,22 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        self.stop();
+        self.kill_all();
     }
+}
+
+/// sshd in the foreground on the config in `dir`, logging to `dir`/sshd.log.
+fn spawn_sshd(dir: &TempDir) -> Killed {
+    let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("sshd not installed (apt-get install openssh-server)");
+    Killed::spawn(
+        Command::new(sshd)
+            .args(["-D", "-f"])
+            .arg(dir.join("sshd_config"))
+            .arg("-E")
+            .arg(dir.join("sshd.log"))
+            .stdin(Stdio::null()),
+    )
 }

@@ -17,14 +17,34 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// An echo server on 127.0.0.1:0: echoes until EOF, then half-closes. Stops on drop.
-pub struct Echo {
+/// How long a target's connection waits for a byte, or for room to write one, before the
+/// target gives it up: longer than any test waits, and no target thread outlives it.
+const STALL: Duration = Duration::from_secs(60);
+
+/// A server on 127.0.0.1:0 that serves each connection on a thread of its own; it stops
+/// accepting on drop.
+pub struct Target {
     pub port: u16,
     stop: Arc<AtomicBool>,
 }
 
-impl Echo {
-    pub fn start() -> Echo {
+impl Target {
+    /// Echoes until EOF, then half-closes.
+    pub fn echo() -> Target {
+        Target::serve(echo)
+    }
+
+    /// Accepts, then resets each connection (SO_LINGER 0) a moment later.
+    pub fn resetting() -> Target {
+        Target::serve(|stream| {
+            socket2::SockRef::from(&stream)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            thread::sleep(Duration::from_millis(100));
+        })
+    }
+
+    pub fn serve(handle: fn(TcpStream)) -> Target {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
@@ -34,21 +54,28 @@ impl Echo {
             while !flag.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        stream.set_nonblocking(false).unwrap();
-                        thread::spawn(move || echo(stream));
+                        bound(&stream);
+                        thread::spawn(move || handle(stream));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Echo { port, stop }
+        Target { port, stop }
     }
 }
 
-impl Drop for Echo {
+impl Drop for Target {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
     }
+}
+
+/// Blocking, with every read and write bounded by [`STALL`].
+fn bound(stream: &TcpStream) {
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(STALL)).unwrap();
+    stream.set_write_timeout(Some(STALL)).unwrap();
 }
 
 fn echo(mut stream: TcpStream) {
@@ -79,19 +106,18 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Connects to the relay's forwarded port (retrying briefly while it comes up).
+/// Connects to the relay's forwarded port (retrying briefly while it comes up). Reads and
+/// writes give up after 20 s.
 pub fn connect(port: u16) -> TcpStream {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match TcpStream::connect(("127.0.0.1", port)) {
             Ok(s) => {
                 s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
                 return s;
             }
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                thread::sleep(Duration::from_millis(20));
-            }
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
             Err(e) => panic!("connect to relay port {port}: {e}"),
         }
     }
@@ -114,16 +140,24 @@ pub fn echo_round_trip(port: u16, data: &[u8]) -> Vec<u8> {
 }
 
 /// A target on 127.0.0.1:0 that serves its first connection with `serve` on a thread of its
-/// own; the receiver gets what `serve` returns.
+/// own; the receiver gets what `serve` returns. It waits [`STALL`] at most for that
+/// connection (the sender is then dropped), and its reads and writes are bounded likewise.
 pub fn one_shot_target<T: Send + 'static>(
     serve: impl FnOnce(TcpStream) -> T + Send + 'static,
 ) -> (u16, std::sync::mpsc::Receiver<T>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     thread::spawn(move || {
-        if let Ok((stream, _)) = listener.accept() {
-            let _ = tx.send(serve(stream));
+        let deadline = Instant::now() + STALL;
+        while Instant::now() < deadline {
+            if let Ok((stream, _)) = listener.accept() {
+                bound(&stream);
+                let _ = tx.send(serve(stream));
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
         }
     });
     (port, rx)
