@@ -9,24 +9,19 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const READY: Duration = Duration::from_secs(20);
-
+/// flytube serving each (relay port, target port) pair.
 fn start_tunnel(relay: &Relay, forwards: &[(u16, u16)]) -> Flytube {
     let mut args = relay.args();
     for (source, target) in forwards {
         args.extend(forward(*source, *target));
     }
-    let flytube = Flytube::start(&args);
-    flytube.wait_for_n("serving", forwards.len(), READY);
-    flytube
+    Flytube::serving(&args)
 }
 
 #[test]
 fn one_mib_of_random_data_round_trips_intact() {
     let relay = Relay::start();
-    let echo = Target::echo();
-    let source = free_port();
-    let flytube = start_tunnel(&relay, &[(source, echo.port)]);
+    let (_echo, source, flytube) = echo_tunnel(&relay, &[]);
     let data = random_bytes(1 << 20, 7);
     let back = echo_round_trip(source, &data);
     assert_eq!(back.len(), data.len());
@@ -97,9 +92,7 @@ fn client_half_close_then_target_answers() {
 #[test]
 fn hundred_concurrent_connections() {
     let relay = Relay::start();
-    let echo = Target::echo();
-    let source = free_port();
-    let flytube = start_tunnel(&relay, &[(source, echo.port)]);
+    let (_echo, source, flytube) = echo_tunnel(&relay, &[]);
     let handles: Vec<_> = (0..100)
         .map(|i| {
             thread::spawn(move || {
@@ -128,10 +121,7 @@ fn dead_target_is_closed_fast_and_isolated() {
     let flytube = start_tunnel(&relay, &[(healthy, echo.port), (dead, dead_target)]);
     // A long-lived healthy connection, open across the failure.
     let mut long = connect(healthy);
-    long.write_all(b"before").unwrap();
-    let mut buf = [0u8; 6];
-    long.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"before");
+    assert_echoes(&mut long, b"before");
 
     let started = Instant::now();
     let mut client = connect(dead);
@@ -145,10 +135,7 @@ fn dead_target_is_closed_fast_and_isolated() {
     );
     flytube.wait_for("target unreachable", Duration::from_secs(5));
 
-    long.write_all(b"after").unwrap();
-    let mut buf = [0u8; 5];
-    long.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"after");
+    assert_echoes(&mut long, b"after");
     assert_eq!(echo_round_trip(healthy, b"fresh"), b"fresh");
 }
 

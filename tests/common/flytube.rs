@@ -56,6 +56,9 @@ pub fn flytube_command() -> Command {
     cmd
 }
 
+/// How long a flytube may take to serve its forwards.
+pub const READY: Duration = Duration::from_secs(20);
+
 /// How long a flytube expected to end by itself (`config`, `check`, a refusal) may take.
 pub const ONE_SHOT: Duration = Duration::from_secs(60);
 
@@ -68,17 +71,12 @@ pub fn run_flytube<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Outcome
 
 impl Flytube {
     pub fn start(args: &[String]) -> Flytube {
-        Flytube::start_env(args, &[])
-    }
-
-    pub fn start_env(args: &[String], env: &[(&str, &str)]) -> Flytube {
         let mut cmd = flytube_command();
         cmd.args(args);
         if std::env::var_os("FLYTUBE_TEST_VERBOSE").is_some() {
             cmd.arg("-vv");
         }
-        cmd.envs(env.iter().copied())
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut process = Killed::spawn(&mut cmd);
@@ -101,6 +99,14 @@ impl Flytube {
             lines,
             reader: Some(reader),
         }
+    }
+
+    /// Starts flytube and waits until it serves every forward (`-R`) of `args`.
+    pub fn serving(args: &[String]) -> Flytube {
+        let flytube = Flytube::start(args);
+        let forwards = args.iter().filter(|a| *a == "-R").count();
+        flytube.wait_for_n("serving", forwards.max(1), READY);
+        flytube
     }
 
     pub fn pid(&self) -> u32 {
@@ -157,6 +163,12 @@ impl Flytube {
         status
     }
 
+    /// Waits for the process to exit by itself and asserts its exit code.
+    pub fn assert_exit(&mut self, code: i32, within: Duration) {
+        let status = self.wait_exit(within);
+        assert_eq!(status.code(), Some(code), "{}", self.output());
+    }
+
     /// Sends `signal` (TERM, INT, ...) to the running flytube.
     pub fn signal(&mut self, signal: &str) {
         assert!(self.process.running(), "flytube has already exited");
@@ -176,15 +188,31 @@ pub fn forward(source: u16, target: u16) -> Vec<String> {
     ]
 }
 
+/// `args` with the value after `flag` replaced by `value`.
+pub fn set_arg(args: &mut [String], flag: &str, value: impl ToString) {
+    let i = args.iter().position(|a| a == flag).unwrap();
+    args[i + 1] = value.to_string();
+}
+
+/// `args` without `flag` and its value.
+pub fn remove_arg(args: &mut Vec<String>, flag: &str) {
+    let i = args.iter().position(|a| a == flag).unwrap();
+    args.drain(i..i + 2);
+}
+
 /// flytube forwarding a fresh relay port to a new echo target, serving. `extra` goes on the
 /// command line. The echo target lives as long as the returned value.
 pub fn echo_tunnel(relay: &Relay, extra: &[&str]) -> (Target, u16, Flytube) {
-    let echo = Target::echo();
-    let source = free_port();
     let mut args = relay.args();
     args.extend(extra.iter().map(|s| s.to_string()));
+    echo_tunnel_with(args)
+}
+
+/// Like [`echo_tunnel`], with the whole command line but the forward given.
+pub fn echo_tunnel_with(mut args: Vec<String>) -> (Target, u16, Flytube) {
+    let echo = Target::echo();
+    let source = free_port();
     args.extend(forward(source, echo.port));
-    let flytube = Flytube::start(&args);
-    flytube.wait_for("serving", Duration::from_secs(20));
+    let flytube = Flytube::serving(&args);
     (echo, source, flytube)
 }

@@ -38,6 +38,15 @@ pub fn fingerprint(pubkey: &Path) -> String {
     out.split_whitespace().nth(1).unwrap().to_string()
 }
 
+/// A known_hosts line listing the public key in `pubkey` for `host` (a name, or
+/// `[host]:port`).
+pub fn known_hosts_line(host: &str, pubkey: &Path) -> String {
+    let key = std::fs::read_to_string(pubkey).unwrap();
+    let mut fields = key.split_whitespace();
+    let (kind, blob) = (fields.next().unwrap(), fields.next().unwrap());
+    format!("{host} {kind} {blob}\n")
+}
+
 pub fn user() -> String {
     std::env::var("USER")
         .ok()
@@ -124,19 +133,34 @@ impl Relay {
         self.dir.join("host_ed25519.pub")
     }
 
-    /// A known_hosts file trusting this relay's host key.
+    /// A known_hosts file trusting this relay's host key (written afresh on every call).
     pub fn known_hosts(&self) -> PathBuf {
-        let key = std::fs::read_to_string(self.host_pub()).unwrap();
-        let mut fields = key.split_whitespace();
-        let line = format!(
-            "[127.0.0.1]:{} {} {}\n",
-            self.port,
-            fields.next().unwrap(),
-            fields.next().unwrap()
-        );
         let path = self.dir.join("known_hosts");
-        std::fs::write(&path, line).unwrap();
+        let host = format!("[127.0.0.1]:{}", self.port);
+        std::fs::write(&path, known_hosts_line(&host, &self.host_pub())).unwrap();
         path
+    }
+
+    /// A new key pair `name` in the relay's directory, which the relay does not trust.
+    pub fn new_key(&self, name: &str) -> PathBuf {
+        let key = self.dir.join(name);
+        keygen(&key, "ed25519");
+        key
+    }
+
+    /// A new key pair `name` with a certificate for the relay's user from the relay's user
+    /// CA, valid in `validity` (ssh-keygen -V syntax).
+    pub fn certified_key(&self, name: &str, validity: &str) -> PathBuf {
+        let key = self.new_key(name);
+        sign(&self.dir.join("ca"), &key, &self.user, validity);
+        key
+    }
+
+    /// Writes `text` to the file `name` in the relay's directory; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> String {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
     }
 
     /// Base arguments: `run` against this relay with certificate auth and known_hosts.

@@ -139,6 +139,14 @@ pub fn echo_round_trip(port: u16, data: &[u8]) -> Vec<u8> {
     back
 }
 
+/// Writes `data` on an open connection to an echo target and asserts that it comes back.
+pub fn assert_echoes(stream: &mut TcpStream, data: &[u8]) {
+    stream.write_all(data).unwrap();
+    let mut back = vec![0u8; data.len()];
+    stream.read_exact(&mut back).unwrap();
+    assert_eq!(back, data);
+}
+
 /// A target on 127.0.0.1:0 that serves its first connection with `serve` on a thread of its
 /// own; the receiver gets what `serve` returns. It waits [`STALL`] at most for that
 /// connection (the sender is then dropped), and its reads and writes are bounded likewise.
