@@ -2,31 +2,32 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::Command;
-
 use common::*;
 
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
+fn check(args: &[String], json: bool) -> Outcome {
+    // Everything after "run" in the fixture's arguments.
+    let mut check = vec!["check"];
+    if json {
+        check.push("--json");
+    }
+    check.extend(args[1..].iter().map(String::as_str));
+    run_flytube(&check, &[])
 }
 
-fn check(args: &[String], json: bool) -> Outcome {
-    let mut cmd = Command::new(flytube_bin());
-    cmd.arg("check");
-    if json {
-        cmd.arg("--json");
-    }
-    // Everything after "run" in the fixture's arguments.
-    cmd.args(&args[1..])
-        .env_remove("FLYTUBE_CONFIG")
-        .env_remove("RUST_LOG");
-    let out = cmd.output().unwrap();
-    Outcome {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-    }
+/// `flytube check` of `args` with a forward to a port where nothing listens, which must
+/// fail with exit `code`.
+fn failing(mut args: Vec<String>, json: bool, code: i32) -> Outcome {
+    args.extend(forward(free_port(), 9));
+    let out = check(&args, json);
+    assert_eq!(out.code, Some(code), "{}", out.stdout);
+    out
+}
+
+/// The relay's arguments with `key` as identity.
+fn with_identity(relay: &Relay, key: &std::path::Path) -> Vec<String> {
+    let mut args = relay.args();
+    set_arg(&mut args, "-i", key.display());
+    args
 }
 
 fn line<'a>(out: &'a Outcome, step: &str) -> &'a str {
@@ -39,7 +40,7 @@ fn line<'a>(out: &'a Outcome, step: &str) -> &'a str {
 #[test]
 fn all_good_passes_every_step() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let mut args = relay.args();
     args.extend(forward(free_port(), echo.port));
     let out = check(&args, false);
@@ -96,15 +97,12 @@ fn wrong_host_key_fails_with_both_fingerprints() {
     let other = TempDir::new("otherkey");
     keygen(&other.join("k"), "ed25519");
     let mut args = relay.args();
-    let i = args.iter().position(|a| a == "--known-hosts").unwrap();
-    args.drain(i..i + 2);
+    remove_arg(&mut args, "--known-hosts");
     args.extend([
         "--host-key-fingerprint".into(),
         fingerprint(&other.join("k.pub")),
     ]);
-    args.extend(forward(free_port(), 9));
-    let out = check(&args, false);
-    assert_eq!(out.code, Some(77), "{}", out.stdout);
+    let out = failing(args, false, 77);
     let host = line(&out, "host key");
     assert!(host.starts_with("[FAIL]"));
     assert!(
@@ -127,11 +125,8 @@ fn wrong_host_key_fails_with_both_fingerprints() {
 fn no_host_key_yet_prints_the_pin_and_fails() {
     let relay = Relay::start();
     let mut args = relay.args();
-    let i = args.iter().position(|a| a == "--known-hosts").unwrap();
-    args.drain(i..i + 2);
-    args.extend(forward(free_port(), 9));
-    let out = check(&args, false);
-    assert_eq!(out.code, Some(77), "{}", out.stdout);
+    remove_arg(&mut args, "--known-hosts");
+    let out = failing(args, false, 77);
     let fp = fingerprint(&relay.host_pub());
     assert!(
         out.stdout.contains(&format!("--host-key-fingerprint {fp}")),
@@ -154,11 +149,8 @@ fn no_host_key_yet_prints_the_pin_and_fails() {
 fn no_relay_listening_fails_at_tcp() {
     let relay = Relay::start();
     let mut args = relay.args();
-    let i = args.iter().position(|a| a == "--relay").unwrap();
-    args[i + 1] = format!("127.0.0.1:{}", free_port());
-    args.extend(forward(free_port(), 9));
-    let out = check(&args, false);
-    assert_eq!(out.code, Some(69), "{}", out.stdout);
+    set_arg(&mut args, "--relay", format!("127.0.0.1:{}", free_port()));
+    let out = failing(args, false, 69);
     assert!(line(&out, "tcp connect").starts_with("[FAIL]"));
     assert!(
         out.stdout.contains("fix: refused: nothing listens on port"),
@@ -171,12 +163,9 @@ fn no_relay_listening_fails_at_tcp() {
 fn unresolvable_relay_fails_at_resolve() {
     let relay = Relay::start();
     let mut args = relay.args();
-    let i = args.iter().position(|a| a == "--relay").unwrap();
     // An empty label is rejected by the resolver itself: no DNS query leaves the machine.
-    args[i + 1] = "relay..invalid:22".into();
-    args.extend(forward(free_port(), 9));
-    let out = check(&args, true);
-    assert_eq!(out.code, Some(69), "{}", out.stdout);
+    set_arg(&mut args, "--relay", "relay..invalid:22");
+    let out = failing(args, true, 69);
     let resolve = line(&out, "resolve relay");
     assert!(
         resolve.contains("\"status\":\"fail\"") && resolve.contains("relay..invalid"),
@@ -188,14 +177,8 @@ fn unresolvable_relay_fails_at_resolve() {
 #[test]
 fn untrusted_key_fails_authentication() {
     let relay = Relay::start();
-    let stranger = relay.dir.join("stranger");
-    keygen(&stranger, "ed25519");
-    let mut args = relay.args();
-    let i = args.iter().position(|a| a == "-i").unwrap();
-    args[i + 1] = stranger.display().to_string();
-    args.extend(forward(free_port(), 9));
-    let out = check(&args, false);
-    assert_eq!(out.code, Some(77), "{}", out.stdout);
+    let args = with_identity(&relay, &relay.new_key("stranger"));
+    let out = failing(args, false, 77);
     let auth = line(&out, "authentication");
     assert!(
         auth.starts_with("[FAIL]") && auth.contains("rejected key"),
@@ -206,20 +189,8 @@ fn untrusted_key_fails_authentication() {
 #[test]
 fn expired_certificate_fails_before_offering_it() {
     let relay = Relay::start();
-    let key = relay.dir.join("old");
-    keygen(&key, "ed25519");
-    sign(
-        &relay.dir.join("ca"),
-        &key,
-        &relay.user,
-        "20200101:20200102",
-    );
-    let mut args = relay.args();
-    let i = args.iter().position(|a| a == "-i").unwrap();
-    args[i + 1] = key.display().to_string();
-    args.extend(forward(free_port(), 9));
-    let out = check(&args, false);
-    assert_eq!(out.code, Some(77), "{}", out.stdout);
+    let key = relay.certified_key("old", "20200101:20200102");
+    let out = failing(with_identity(&relay, &key), false, 77);
     let auth = line(&out, "authentication");
     assert!(
         auth.contains("EXPIRED") && auth.contains("2020-01-02"),
@@ -236,13 +207,9 @@ fn expired_certificate_fails_before_offering_it() {
 #[test]
 fn certificate_expiring_soon_warns() {
     let relay = Relay::start();
-    let key = relay.dir.join("soon");
-    keygen(&key, "ed25519");
-    sign(&relay.dir.join("ca"), &key, &relay.user, "-1d:+3d");
-    let echo = Echo::start();
-    let mut args = relay.args();
-    let i = args.iter().position(|a| a == "-i").unwrap();
-    args[i + 1] = key.display().to_string();
+    let key = relay.certified_key("soon", "-1d:+3d");
+    let echo = Target::echo();
+    let mut args = with_identity(&relay, &key);
     args.extend(forward(free_port(), echo.port));
     let out = check(&args, false);
     assert_eq!(out.code, Some(0), "{}", out.stdout);
@@ -261,12 +228,9 @@ fn certificate_expiring_soon_warns() {
 #[test]
 fn squatted_forward_fails() {
     let relay = Relay::start();
-    // Bound on port 0 and kept: a port that is merely "free now" can be taken by any
-    // connection of a test running in parallel.
-    let _squatter = TcpListener::bind("127.0.0.1:0").unwrap();
-    let taken = _squatter.local_addr().unwrap().port();
+    let squatter = Squatter::new();
     let mut args = relay.args();
-    args.extend(forward(taken, 9));
+    args.extend(forward(squatter.port, 9));
     let out = check(&args, false);
     assert_eq!(out.code, Some(69), "{}", out.stdout);
     assert!(line(&out, "forward 127.0.0.1:").starts_with("[FAIL]"));
@@ -329,7 +293,7 @@ fn a_certificate_for_a_mapped_principal_is_offered_and_the_relay_decides() {
     let key = dir.join("id_mapped");
     keygen(&key, "ed25519");
     sign(&relay.dir.join("ca"), &key, "site-berlin", "-5m:+52w");
-    let echo = Echo::start();
+    let echo = Target::echo();
     let mut args = relay.args();
     let at = args.iter().position(|a| a == "-i").unwrap() + 1;
     args[at] = key.display().to_string();

@@ -43,7 +43,7 @@ fn odd_round_trip(port: u16, data: &[u8]) -> Vec<u8> {
 /// echoed through; asserts the data and the negotiated cipher.
 fn round_trip_with(sshd_lines: &str, cipher: &str, mib: usize) -> Flytube {
     let relay = Relay::start_with(sshd_lines);
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let mut args = relay.args();
     args.extend(forward(source, echo.port));

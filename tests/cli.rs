@@ -3,26 +3,17 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 
-/// Runs flytube to completion with a clean environment plus `env`.
-fn flytube(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut cmd = Command::new(flytube_bin());
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// Runs flytube to its end: exit code, stdout, stderr.
+fn flytube<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    let out = run_flytube(args, env);
+    (out.code, out.stdout, out.stderr)
 }
 
 struct Files {
@@ -64,8 +55,7 @@ impl Files {
 }
 
 fn expect_error(args: Vec<String>, env: &[(&str, &str)], code: i32, needles: &[&str]) {
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (status, _, stderr) = flytube(&refs, env);
+    let (status, _, stderr) = flytube(&args, env);
     assert_eq!(status, Some(code), "args {args:?}\nstderr: {stderr}");
     for needle in needles {
         assert!(stderr.contains(needle), "missing {needle:?} in: {stderr}");
@@ -102,6 +92,16 @@ fn bad_forward_specs_and_ports() {
 }
 
 #[test]
+fn tests_name_their_settings_file_and_never_read_the_default_one() {
+    let f = Files::new();
+    let args = with(f.base(), &["-R", "1:h:2"]);
+    let (status, stdout, stderr) = flytube(&args, &[]);
+    assert_eq!(status, Some(0), "{stderr}");
+    let named = format!("# settings file: {}\n", no_settings().display());
+    assert!(stdout.starts_with(&named), "{stdout}");
+}
+
+#[test]
 fn onboarding_variables_are_checked() {
     let f = Files::new();
     expect_error(
@@ -120,10 +120,8 @@ fn onboarding_variables_are_checked() {
         78,
         &["SOURCE_PORT 99999 is outside 1-65535"],
     );
-    let refs: Vec<String> = f.base();
-    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
     let (status, stdout, stderr) = flytube(
-        &refs,
+        &f.base(),
         &[
             ("SOURCE_PORT", "8443"),
             ("TARGET_HOST", "gitlab.internal"),
@@ -140,24 +138,14 @@ fn onboarding_variables_are_checked() {
 #[test]
 fn missing_files_are_named() {
     let f = Files::new();
-    let mut args = f.base();
-    let i = args.iter().position(|a| a == "-i").unwrap();
-    args[i + 1] = "/nonexistent/id_ed25519".into();
-    expect_error(
-        with(args, &["-R", "1:h:2"]),
-        &[],
-        78,
-        &["identity", "/nonexistent/id_ed25519"],
-    );
-    let mut args = f.base();
-    let i = args.iter().position(|a| a == "--known-hosts").unwrap();
-    args[i + 1] = "/nonexistent/known_hosts".into();
-    expect_error(
-        with(args, &["-R", "1:h:2"]),
-        &[],
-        78,
-        &["known_hosts", "/nonexistent/known_hosts"],
-    );
+    for (flag, role, path) in [
+        ("-i", "identity", "/nonexistent/id_ed25519"),
+        ("--known-hosts", "known_hosts", "/nonexistent/known_hosts"),
+    ] {
+        let mut args = with(f.base(), &["-R", "1:h:2"]);
+        set_arg(&mut args, flag, path);
+        expect_error(args, &[], 78, &[role, path]);
+    }
     expect_error(
         with(
             f.base(),
@@ -330,14 +318,10 @@ fn config_prints_effective_settings_with_precedence_and_masks_secrets() {
     );
     // The flag beats the environment.
     let (_, stdout, _) = flytube(
-        &with_strs(&args, &["--user", "flag-user"]),
+        &[&args[..], &["--user", "flag-user"]].concat(),
         &[("FLYTUBE_USER", "env-user")],
     );
     assert!(stdout.contains("user: flag-user"), "{stdout}");
-}
-
-fn with_strs<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<&'a str> {
-    a.iter().chain(b).copied().collect()
 }
 
 #[test]
@@ -422,16 +406,10 @@ fn example_config_parses_and_is_complete() {
 #[test]
 fn sigterm_stops_serving_and_exits_zero() {
     let relay = Relay::start();
-    let echo = Echo::start();
-    let source = free_port();
-    let mut args = relay.args();
-    args.extend(forward(source, echo.port));
-    let mut flytube = Flytube::start(&args);
-    flytube.wait_for("serving", Duration::from_secs(20));
+    let (_echo, source, mut flytube) = echo_tunnel(&relay, &[]);
     assert_eq!(echo_round_trip(source, b"up"), b"up");
     flytube.signal("TERM");
-    let status = flytube.wait_exit(Duration::from_secs(10));
-    assert_eq!(status.code(), Some(0), "{}", flytube.output());
+    flytube.assert_exit(0, Duration::from_secs(10));
     flytube.assert_logged("stopped");
     // The forward was cancelled: nothing listens on the relay port any more.
     assert!(std::net::TcpStream::connect(("127.0.0.1", source)).is_err());
@@ -440,13 +418,11 @@ fn sigterm_stops_serving_and_exits_zero() {
 #[test]
 fn sigint_stops_too() {
     let relay = Relay::start();
-    let source = free_port();
     let mut args = relay.args();
-    args.extend(forward(source, 9));
-    let mut flytube = Flytube::start(&args);
-    flytube.wait_for("serving", Duration::from_secs(20));
+    args.extend(forward(free_port(), 9));
+    let mut flytube = Flytube::serving(&args);
     flytube.signal("INT");
-    assert_eq!(flytube.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    flytube.assert_exit(0, Duration::from_secs(10));
 }
 
 #[test]

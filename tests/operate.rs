@@ -61,7 +61,7 @@ fn metric(text: &str, series: &str) -> Option<u64> {
 #[test]
 fn readiness_metrics_and_health_follow_the_relay() {
     let mut relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let metrics_port = free_port();
     let status = relay.dir.join("status").display().to_string();
@@ -177,7 +177,7 @@ fn metrics_refuse_a_remote_address_unless_allowed() {
 #[test]
 fn systemd_hears_ready_watchdog_and_stopping() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let socket_path = relay.dir.join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
@@ -239,7 +239,7 @@ fn systemd_hears_ready_watchdog_and_stopping() {
 #[test]
 fn json_log_lines_carry_structured_fields() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let mut args = relay.args();
     args.extend(forward(source, echo.port));
@@ -341,7 +341,7 @@ fn forwards_yaml(forwards: &[(u16, u16)]) -> String {
 #[test]
 fn sighup_adds_and_removes_forwards_and_survives_a_broken_file() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let (first, second) = (free_port(), free_port());
     let file = relay.dir.join("flytube.yaml");
     std::fs::write(&file, forwards_yaml(&[(first, echo.port)])).unwrap();
@@ -378,16 +378,13 @@ fn sighup_adds_and_removes_forwards_and_survives_a_broken_file() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(
-        flytube.child.try_wait().unwrap().is_none(),
-        "SIGHUP must not stop flytube"
-    );
+    assert!(flytube.is_running(), "SIGHUP must not stop flytube");
 }
 
 #[test]
 fn sigterm_does_not_wait_for_idle_connections_and_a_second_one_cuts_the_drain() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let mut args = relay.args();
     args.extend(forward(source, echo.port));
@@ -439,7 +436,7 @@ fn sigterm_does_not_wait_for_idle_connections_and_a_second_one_cuts_the_drain() 
 #[test]
 fn a_standby_warns_once_then_counts_quietly() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let mut args = relay.args();
     args.extend(forward(source, echo.port));
@@ -471,7 +468,7 @@ fn a_standby_warns_once_then_counts_quietly() {
 fn byte_counters_move_while_a_connection_is_open() {
     use std::io::{Read, Write};
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let metrics_port = free_port();
     let mut args = relay.args();

@@ -267,7 +267,7 @@ fn socks5h_lets_the_proxy_resolve_the_relay_name() {
     let relay = Relay::start();
     let proxy = microsocks(None);
     let url = format!("socks5h://127.0.0.1:{}", proxy.port);
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let args = with(args_by_name(&relay), &["--proxy", &url]);
     let mut run = args.clone();
@@ -329,7 +329,7 @@ fn wrong_or_missing_proxy_password_is_reported_and_retried() {
     flytube.assert_logged("it offers Basic");
     flytube.assert_logged("retrying in");
     assert!(
-        flytube.child.try_wait().unwrap().is_none(),
+        flytube.is_running(),
         "a proxy refusal must not end flytube:\n{}",
         flytube.output()
     );
@@ -368,7 +368,7 @@ fn wrong_or_missing_proxy_password_is_reported_and_retried() {
         "{stdout}"
     );
     assert_no_secret("check", &(stdout + &stderr));
-    let _ = flytube.child.kill();
+    drop(flytube);
 }
 
 #[test]
@@ -405,13 +405,13 @@ fn forbidden_port_is_named_with_the_fix_and_retried() {
     ));
     flytube.wait_for_n("403 Access violation", 2, READY);
     flytube.assert_logged("retrying in");
-    assert!(flytube.child.try_wait().unwrap().is_none());
+    assert!(flytube.is_running());
 }
 
 #[test]
 fn proxy_down_is_retried_and_the_tunnel_recovers_when_it_comes_back() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let config = fast_reconnect(&relay);
     let proxy_port = free_port();
@@ -443,7 +443,7 @@ fn https_proxy_is_honoured_and_no_proxy_bypasses_it() {
     let connect_line = format!("CONNECT 127.0.0.1:{} HTTP/1.1", relay.port);
 
     let env = env_with(&[("HTTPS_PROXY", url)]);
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let mut args = relay.args();
     args.extend(forward(source, echo.port));
@@ -499,7 +499,7 @@ fn a_proxy_whose_upstream_goes_silent_is_detected_by_the_probes() {
     let relay = Relay::start_with("ClientAliveInterval 1\nClientAliveCountMax 2\n");
     let path = FaultyProxy::start(relay.port);
     let proxy = tinyproxy(None, &[path.port]);
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let config = fast_reconnect(&relay);
     let mut args = relay.args();

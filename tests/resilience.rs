@@ -4,65 +4,49 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener};
+use std::net::Shutdown;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 
-const READY: Duration = Duration::from_secs(20);
-
 /// sshd reaps clients that stop answering within ~2 s, like a well-run relay.
 const REAPING: &str = "ClientAliveInterval 1\nClientAliveCountMax 2\n";
 
-/// Args for flytube reaching `relay` through `port` (a proxy or sshd itself).
-fn args_via(relay: &Relay, port: u16, extra: &[&str]) -> Vec<String> {
-    let mut args = relay.args();
-    let i = args.iter().position(|a| a == "--relay").unwrap();
-    args[i + 1] = format!("127.0.0.1:{port}");
-    // known_hosts lists the relay under the port flytube dials (a bare `127.0.0.1` entry
-    // vouches for port 22 only, as in OpenSSH).
-    let known = relay.dir.join("known_hosts_via");
-    let key = std::fs::read_to_string(relay.host_pub()).unwrap();
-    std::fs::write(&known, format!("[127.0.0.1]:{port} {key}")).unwrap();
-    let k = args.iter().position(|a| a == "--known-hosts").unwrap();
-    args[k + 1] = known.display().to_string();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
+/// A settings file with fast reconnects; returns its path.
 fn fast_reconnect(relay: &Relay) -> String {
-    let path = relay.dir.join("fast.yaml");
-    std::fs::write(
-        &path,
+    relay.write(
+        "fast.yaml",
         "reconnect:\n  initial_delay_ms: 200\n  max_delay_secs: 2\n",
     )
-    .unwrap();
-    path.display().to_string()
+}
+
+/// flytube with fast reconnects and `extra` reaching `relay` through a FaultyProxy, serving
+/// an echo target.
+fn through_proxy(relay: &Relay, extra: &[&str]) -> (FaultyProxy, Target, u16, Flytube) {
+    let proxy = FaultyProxy::start(relay.port);
+    let mut args = relay.args();
+    set_arg(&mut args, "--relay", format!("127.0.0.1:{}", proxy.port));
+    // known_hosts lists the relay under the port flytube dials (a bare `127.0.0.1` entry
+    // vouches for port 22 only, as in OpenSSH).
+    let known = relay.write(
+        "known_hosts_via",
+        &known_hosts_line(&format!("[127.0.0.1]:{}", proxy.port), &relay.host_pub()),
+    );
+    set_arg(&mut args, "--known-hosts", known);
+    args.extend(["-c".into(), fast_reconnect(relay)]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let (echo, source, flytube) = echo_tunnel_with(args);
+    (proxy, echo, source, flytube)
 }
 
 #[test]
 fn black_holed_relay_is_detected_and_the_tunnel_comes_back() {
     let relay = Relay::start_with(REAPING);
-    let proxy = FaultyProxy::start(relay.port);
-    let echo = Echo::start();
-    let source = free_port();
-    let config = fast_reconnect(&relay);
-    let mut args = args_via(
+    let (proxy, _echo, source, flytube) = through_proxy(
         &relay,
-        proxy.port,
-        &[
-            "-c",
-            &config,
-            "--keepalive-interval",
-            "1",
-            "--keepalive-count",
-            "3",
-        ],
+        &["--keepalive-interval", "1", "--keepalive-count", "3"],
     );
-    args.extend(forward(source, echo.port));
-    let flytube = Flytube::start(&args);
-    flytube.wait_for("serving", READY);
     assert_eq!(echo_round_trip(source, b"before"), b"before");
 
     let frozen_at = Instant::now();
@@ -81,14 +65,7 @@ fn black_holed_relay_is_detected_and_the_tunnel_comes_back() {
 #[test]
 fn reset_path_reconnects() {
     let relay = Relay::start_with(REAPING);
-    let proxy = FaultyProxy::start(relay.port);
-    let echo = Echo::start();
-    let source = free_port();
-    let config = fast_reconnect(&relay);
-    let mut args = args_via(&relay, proxy.port, &["-c", &config]);
-    args.extend(forward(source, echo.port));
-    let flytube = Flytube::start(&args);
-    flytube.wait_for("serving", READY);
+    let (proxy, _echo, source, flytube) = through_proxy(&relay, &[]);
     proxy.reset_all();
     flytube.wait_for("tunnel down", Duration::from_secs(10));
     flytube.wait_for_n("serving", 2, Duration::from_secs(30));
@@ -113,7 +90,7 @@ fn sshd_killed_and_restarted_is_survived() {
 fn relay_down_at_start_is_retried_until_it_comes_up() {
     let mut relay = Relay::start();
     relay.stop();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let config = fast_reconnect(&relay);
     let mut args = relay.args();
@@ -129,9 +106,9 @@ fn relay_down_at_start_is_retried_until_it_comes_up() {
 #[test]
 fn squatted_forward_port_is_retried_while_others_serve() {
     let relay = Relay::start();
-    let echo = Echo::start();
-    let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
-    let squatted = squatter.local_addr().unwrap().port();
+    let echo = Target::echo();
+    let squatter = Squatter::new();
+    let squatted = squatter.port;
     let healthy = free_port();
     let config = fast_reconnect(&relay);
     let mut args = relay.args();
@@ -151,14 +128,12 @@ fn squatted_forward_port_is_retried_while_others_serve() {
 #[test]
 fn standby_takes_over_when_the_active_one_dies() {
     let relay = Relay::start_with(REAPING);
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
-    let config = fast_reconnect(&relay);
     let mut args = relay.args();
-    args.extend(["-c".into(), config]);
+    args.extend(["-c".into(), fast_reconnect(&relay)]);
     args.extend(forward(source, echo.port));
-    let active = Flytube::start(&args);
-    active.wait_for("serving", READY);
+    let active = Flytube::serving(&args);
     let standby = Flytube::start(&args);
     standby.wait_for("relay refused forward", READY);
     assert_eq!(echo_round_trip(source, b"active"), b"active");
@@ -190,15 +165,7 @@ fn churn_of_1500_connections_leaks_no_fds_or_threads() {
     flytube.wait_for("completed", Duration::from_secs(5));
     // The warm-up connection's copy threads end just after its log line: wait until the
     // counts hold still before taking the baseline.
-    let mut before = fds_and_threads(flytube.pid());
-    for _ in 0..50 {
-        thread::sleep(Duration::from_millis(100));
-        let now = fds_and_threads(flytube.pid());
-        if now == before {
-            break;
-        }
-        before = now;
-    }
+    let before = steady_fds_and_threads(flytube.pid());
     for i in 0..1500u32 {
         let payload = i.to_be_bytes();
         assert_eq!(echo_round_trip(source, &payload), payload);
@@ -241,8 +208,7 @@ fn slow_target_keeps_memory_bounded() {
     let source = free_port();
     let mut args = relay.args();
     args.extend(forward(source, target));
-    let flytube = Flytube::start(&args);
-    flytube.wait_for("serving", READY);
+    let flytube = Flytube::serving(&args);
     let rss_idle = status_kib(flytube.pid(), "VmRSS");
     let mut client = connect(source);
     let chunk = vec![0x5au8; 1 << 20];
@@ -268,19 +234,11 @@ fn slow_target_keeps_memory_bounded() {
 #[test]
 fn connections_beyond_the_limit_are_refused_and_counted() {
     let relay = Relay::start();
-    let echo = Echo::start();
-    let source = free_port();
-    let mut args = relay.args();
-    args.extend(["--max-connections".into(), "2".into()]);
-    args.extend(forward(source, echo.port));
-    let flytube = Flytube::start(&args);
-    flytube.wait_for("serving", READY);
+    let (_echo, source, flytube) = echo_tunnel(&relay, &["--max-connections", "2"]);
     let mut held = Vec::new();
     for word in [b"one", b"two"] {
         let mut c = connect(source);
-        c.write_all(word).unwrap();
-        let mut buf = [0u8; 3];
-        c.read_exact(&mut buf).unwrap();
+        assert_echoes(&mut c, word);
         held.push(c);
     }
     let mut third = connect(source);
@@ -302,52 +260,38 @@ fn sigterm_drains_connections_in_flight() {
     let relay = Relay::start();
     let (_echo, source, mut flytube) = echo_tunnel(&relay, &[]);
     let mut c = connect(source);
-    c.write_all(b"first").unwrap();
-    let mut buf = [0u8; 5];
-    c.read_exact(&mut buf).unwrap();
+    assert_echoes(&mut c, b"first");
     flytube.signal("TERM");
     flytube.wait_for("stopping", Duration::from_secs(5));
     // New connections are no longer taken...
     thread::sleep(Duration::from_millis(200));
     assert!(std::net::TcpStream::connect(("127.0.0.1", source)).is_err());
     // ...but the one in flight still works, and flytube exits once it is done.
-    c.write_all(b"second").unwrap();
-    let mut buf = [0u8; 6];
-    c.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"second");
+    assert_echoes(&mut c, b"second");
     c.shutdown(Shutdown::Write).unwrap();
     let mut rest = Vec::new();
     c.read_to_end(&mut rest).unwrap();
-    let status = flytube.wait_exit(Duration::from_secs(10));
-    assert_eq!(status.code(), Some(0));
+    flytube.assert_exit(0, Duration::from_secs(10));
     flytube.assert_logged("completed");
 }
 
 #[test]
 fn drain_limit_cuts_stragglers() {
     let relay = Relay::start();
-    let echo = Echo::start();
-    let source = free_port();
-    let path = relay.dir.join("drain.yaml");
-    std::fs::write(&path, "limits:\n  drain_timeout_secs: 1\n").unwrap();
-    let mut args = relay.args();
-    args.extend(["-c".into(), path.display().to_string()]);
-    args.extend(forward(source, echo.port));
-    let mut flytube = Flytube::start(&args);
-    flytube.wait_for("serving", READY);
+    let config = relay.write("drain.yaml", "limits:\n  drain_timeout_secs: 1\n");
+    let (_echo, source, mut flytube) = echo_tunnel(&relay, &["-c", &config]);
     // A straggler with bytes in flight: it writes and never reads the echo, so data sits
     // in the queues (an idle connection would be closed at once, not drained).
     let c = connect(source);
-    let writer = std::thread::spawn(move || {
+    let writer = thread::spawn(move || {
         let chunk = vec![1u8; 16 * 1024];
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline && (&c).write_all(&chunk).is_ok() {}
     });
-    std::thread::sleep(Duration::from_millis(700));
+    thread::sleep(Duration::from_millis(700));
     let started = Instant::now();
     flytube.signal("TERM");
-    let status = flytube.wait_exit(Duration::from_secs(10));
-    assert_eq!(status.code(), Some(0));
+    flytube.assert_exit(0, Duration::from_secs(10));
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -355,16 +299,6 @@ fn drain_limit_cuts_stragglers() {
     );
     flytube.assert_logged("drain limit 1s reached");
     drop(writer);
-}
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0 // USER_HZ, 100 on every Linux ABI
 }
 
 #[test]
@@ -375,9 +309,7 @@ fn idle_tunnel_with_open_connections_does_not_spin() {
     let mut held = Vec::new();
     for i in 0..3 {
         let mut c = connect(source);
-        c.write_all(b"x").unwrap();
-        let mut b = [0u8; 1];
-        c.read_exact(&mut b).unwrap();
+        assert_echoes(&mut c, b"x");
         if i == 0 {
             c.shutdown(Shutdown::Write).unwrap();
         }

@@ -3,30 +3,25 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener};
+use std::net::Shutdown;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 
-const READY: Duration = Duration::from_secs(20);
-
+/// flytube serving each (relay port, target port) pair.
 fn start_tunnel(relay: &Relay, forwards: &[(u16, u16)]) -> Flytube {
     let mut args = relay.args();
     for (source, target) in forwards {
         args.extend(forward(*source, *target));
     }
-    let flytube = Flytube::start(&args);
-    flytube.wait_for_n("serving", forwards.len(), READY);
-    flytube
+    Flytube::serving(&args)
 }
 
 #[test]
 fn one_mib_of_random_data_round_trips_intact() {
     let relay = Relay::start();
-    let echo = Echo::start();
-    let source = free_port();
-    let flytube = start_tunnel(&relay, &[(source, echo.port)]);
+    let (_echo, source, flytube) = echo_tunnel(&relay, &[]);
     let data = random_bytes(1 << 20, 7);
     let back = echo_round_trip(source, &data);
     assert_eq!(back.len(), data.len());
@@ -97,9 +92,7 @@ fn client_half_close_then_target_answers() {
 #[test]
 fn hundred_concurrent_connections() {
     let relay = Relay::start();
-    let echo = Echo::start();
-    let source = free_port();
-    let flytube = start_tunnel(&relay, &[(source, echo.port)]);
+    let (_echo, source, flytube) = echo_tunnel(&relay, &[]);
     let handles: Vec<_> = (0..100)
         .map(|i| {
             thread::spawn(move || {
@@ -121,17 +114,14 @@ fn hundred_concurrent_connections() {
 #[test]
 fn dead_target_is_closed_fast_and_isolated() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let dead_target = free_port(); // nothing listens there
     let healthy = free_port();
     let dead = free_port();
     let flytube = start_tunnel(&relay, &[(healthy, echo.port), (dead, dead_target)]);
     // A long-lived healthy connection, open across the failure.
     let mut long = connect(healthy);
-    long.write_all(b"before").unwrap();
-    let mut buf = [0u8; 6];
-    long.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"before");
+    assert_echoes(&mut long, b"before");
 
     let started = Instant::now();
     let mut client = connect(dead);
@@ -145,31 +135,18 @@ fn dead_target_is_closed_fast_and_isolated() {
     );
     flytube.wait_for("target unreachable", Duration::from_secs(5));
 
-    long.write_all(b"after").unwrap();
-    let mut buf = [0u8; 5];
-    long.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"after");
+    assert_echoes(&mut long, b"after");
     assert_eq!(echo_round_trip(healthy, b"fresh"), b"fresh");
 }
 
 #[test]
 fn target_that_resets_closes_only_its_connection() {
     let relay = Relay::start();
-    let echo = Echo::start();
-    // A target that accepts and then resets the connection (SO_LINGER 0).
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        while let Ok((s, _)) = listener.accept() {
-            let sock = socket2::SockRef::from(&s);
-            sock.set_linger(Some(Duration::ZERO)).unwrap();
-            thread::sleep(Duration::from_millis(100));
-            drop(s);
-        }
-    });
+    let echo = Target::echo();
+    let target = Target::resetting();
     let healthy = free_port();
     let resetting = free_port();
-    let _flytube = start_tunnel(&relay, &[(healthy, echo.port), (resetting, target)]);
+    let _flytube = start_tunnel(&relay, &[(healthy, echo.port), (resetting, target.port)]);
     let started = Instant::now();
     let mut client = connect(resetting);
     let mut sink = Vec::new();
@@ -270,7 +247,7 @@ fn client_that_resets_while_a_slow_target_talks_ends_the_connection() {
 #[test]
 fn star_bind_asks_the_relay_for_every_interface() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let mut args = relay.args();
     args.extend([
@@ -291,7 +268,7 @@ fn star_bind_asks_the_relay_for_every_interface() {
 #[test]
 fn each_connection_logs_who_connected_to_the_relay() {
     let relay = Relay::start();
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let flytube = start_tunnel(&relay, &[(source, echo.port)]);
     let client = connect(source);

@@ -27,7 +27,7 @@ fn via_relay(relay: &Relay, forwards: &[(u16, u16)]) -> Flytube {
 #[test]
 fn one_mib_round_trips_intact_through_a_direct_tcpip_channel() {
     let relay = Relay::start_with("AllowTcpForwarding yes\nLogLevel DEBUG1");
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let flytube = via_relay(&relay, &[(source, echo.port)]);
     let data = random_bytes(1 << 20, 9);
@@ -79,7 +79,7 @@ fn half_close_is_carried_both_ways() {
 #[test]
 fn a_hundred_concurrent_connections_each_get_their_own_bytes() {
     let relay = Relay::start_with("AllowTcpForwarding yes\nMaxSessions 200");
-    let echo = Echo::start();
+    let echo = Target::echo();
     let source = free_port();
     let _flytube = via_relay(&relay, &[(source, echo.port)]);
     let handles: Vec<_> = (0..100u64)
@@ -101,7 +101,7 @@ fn a_hundred_concurrent_connections_each_get_their_own_bytes() {
 
 #[test]
 fn a_refused_open_ends_only_its_own_connection() {
-    let echo = Echo::start();
+    let echo = Target::echo();
     let refused_target = free_port();
     let relay = Relay::start_with(&format!(
         "AllowTcpForwarding yes\nPermitOpen 127.0.0.1:{}",
@@ -135,7 +135,7 @@ fn a_refused_open_ends_only_its_own_connection() {
 #[test]
 fn check_opens_a_channel_to_each_via_relay_target() {
     let relay = Relay::start_with("AllowTcpForwarding yes\nPermitOpen 127.0.0.1:1");
-    let echo = Echo::start();
+    let echo = Target::echo();
     let mut args = relay.args();
     args[0] = "check".into();
     args.extend(forward(free_port(), echo.port));
