@@ -60,16 +60,16 @@ fn round_trip_with(sshd_lines: &str, cipher: &str, mib: usize) -> Flytube {
 
 #[test]
 fn aes256_gcm_round_trips_intact() {
-    round_trip_with("Ciphers aes256-gcm@openssh.com", "aes256-gcm@openssh.com", 24);
+    round_trip_with(
+        "Ciphers aes256-gcm@openssh.com",
+        "aes256-gcm@openssh.com",
+        24,
+    );
 }
 
 #[test]
 fn aes256_ctr_round_trips_intact() {
-    round_trip_with(
-        "Ciphers aes256-ctr\nMACs hmac-sha2-256",
-        "aes256-ctr",
-        24,
-    );
+    round_trip_with("Ciphers aes256-ctr\nMACs hmac-sha2-256", "aes256-ctr", 24);
 }
 
 #[test]
