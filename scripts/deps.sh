@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing flytube needs on Debian/Ubuntu, if it is missing:
 # a C toolchain and OpenSSL/zlib headers for libssh2-sys, OpenSSH (sshd is the test relay,
-# ssh-keygen makes keys and certificates), python3 (demo target, scripted test servers) and
+# ssh-keygen makes keys and certificates), python3 (demo target, scripted test servers),
+# python3-paramiko for the system python (tests/hostile.rs: a scripted hostile relay) and
 # curl (the tests' HTTP client).
 set -euo pipefail
 missing=()
@@ -12,6 +13,7 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v python3 >/dev/null || missing+=(python3)
+/usr/bin/python3 -c 'import paramiko' >/dev/null 2>&1 || missing+=(python3-paramiko)
 command -v pkill >/dev/null || missing+=(procps)
 command -v curl >/dev/null || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
