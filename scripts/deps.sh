@@ -3,7 +3,7 @@
 # a C toolchain and OpenSSL/zlib headers for libssh2-sys, OpenSSH (sshd is the test relay,
 # ssh-keygen makes keys and certificates), python3 (demo target, scripted test servers),
 # curl (the tests' HTTP client), tinyproxy and microsocks (the proxies the proxy tests go
-# through).
+# through), python3-paramiko for the system python (tests/hostile.rs: a hostile relay).
 set -euo pipefail
 missing=()
 command -v cc >/dev/null || missing+=(build-essential)
@@ -13,6 +13,7 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v python3 >/dev/null || missing+=(python3)
+/usr/bin/python3 -c 'import paramiko' >/dev/null 2>&1 || missing+=(python3-paramiko)
 command -v pkill >/dev/null || missing+=(procps)
 command -v curl >/dev/null || missing+=(curl)
 # Real proxies for tests/proxy.rs: HTTP CONNECT and SOCKS5.

@@ -303,7 +303,8 @@ typedef enum {
     ssh2_NB_state_jump5,
     ssh2_NB_state_error_closing,
     ssh2_NB_state_end,
-    ssh2_NB_state_jumpauthagent
+    ssh2_NB_state_jumpauthagent,
+    ssh2_NB_state_jumpunimplemented
 } ssh2_NB_states;
 
 #define ssh2_time_t               libssh2_int64_t /* us */
@@ -943,6 +944,8 @@ struct _LIBSSH2_SESSION {
     struct packet_queue_listener_state packAdd_Qlstn_state;
     struct packet_x11_open_state packAdd_x11open_state;
     struct packet_authagent_state packAdd_authagent_state;
+    /* SSH_MSG_UNIMPLEMENTED being sent, kept here across EAGAIN */
+    unsigned char packAdd_unimplemented[5];
 
     /* State variables used in transport_fullpacket() */
     ssh2_NB_states fullpacket_state;

@@ -614,6 +614,145 @@ authagent_exit:
 }
 
 /*
+ * Packets that no call asks for must not be queued.
+ *
+ * session->packets is emptied only by the calls that look for particular
+ * packet types: ssh2_packet_ask(), ssh2_packet_require(v)() and the channel
+ * readers. Whatever ssh2_packet_add() queues and none of them ever looks for
+ * stays until the session is freed, so a peer sending such packets (unknown
+ * message types, replies to requests never made) grows the client's memory
+ * without bound. The types something asks for, who, and when:
+ *
+ *   SSH_MSG_KEXINIT (20)                    key exchange, which it starts
+ *   SSH_MSG_NEWKEYS (21), 30-49 (key exchange method)
+ *                                           key exchange, ssh2_packet_burn(),
+ *                                           only while keys are exchanged
+ *   SSH_MSG_SERVICE_ACCEPT (6)              session startup, and
+ *   SSH_MSG_USERAUTH_FAILURE/SUCCESS/BANNER (51-53), 60 (PK_OK,
+ *     PASSWD_CHANGEREQ, INFO_REQUEST)       userauth.c, only until
+ *                                           authenticated (RFC 4252 section 6
+ *                                           says to ignore them after that)
+ *   SSH_MSG_REQUEST_SUCCESS/FAILURE (81, 82)
+ *                                           channel_forward_listen(), which
+ *                                           waits for one reply
+ *   SSH_MSG_CHANNEL_OPEN_CONFIRMATION/FAILURE (91, 92)
+ *                                           ssh2_channel_open(), for the one
+ *                                           channel it is opening
+ *   SSH_MSG_CHANNEL_SUCCESS/FAILURE (99, 100)
+ *                                           channel requests, for a channel
+ *                                           that exists
+ *   SSH_MSG_CHANNEL_DATA/EXTENDED_DATA (94, 95)
+ *                                           channel readers; the channel
+ *                                           window bounds them, and data for
+ *                                           an unknown channel is dropped
+ *
+ * ssh2_packet_add() handles the other types it knows before they get here
+ * (DISCONNECT, IGNORE, DEBUG, EXT_INFO, GLOBAL_REQUEST, CHANNEL_OPEN,
+ * WINDOW_ADJUST, EOF, CLOSE, CHANNEL_REQUEST). Anything else is a type
+ * libssh2 does not implement: RFC 4253 section 11.4 asks for an
+ * SSH_MSG_UNIMPLEMENTED reply, and the packet is not kept. A packet outside
+ * the phase or for a channel where something asks for it is dropped: kept,
+ * it could also be taken for the reply to a later request (a stale key
+ * exchange reply breaks the next re-exchange). Of what remains, at most
+ * LIBSSH2_PACKET_QUEUE_SAME of a type (for channel replies: of a type for
+ * one channel) stay queued: each waiter takes one, so a newer packet
+ * replaces the oldest. Replies to keepalives sent with want_reply, which
+ * nobody takes, no longer pile up either.
+ */
+#ifndef LIBSSH2_PACKET_QUEUE_SAME
+#define LIBSSH2_PACKET_QUEUE_SAME 4
+#endif
+
+enum packet_fate {
+    PACKET_QUEUE,
+    PACKET_DROP,
+    PACKET_UNIMPLEMENTED
+};
+
+static enum packet_fate packet_fate(LIBSSH2_SESSION *session,
+                                    const unsigned char *data,
+                                    size_t datalen)
+{
+    unsigned char msg = data[0];
+
+    switch(msg) {
+    case SSH_MSG_KEXINIT:
+    case SSH_MSG_REQUEST_SUCCESS:
+    case SSH_MSG_REQUEST_FAILURE:
+        return PACKET_QUEUE;
+    case SSH_MSG_NEWKEYS:
+        return (session->state & SSH2_STATE_EXCHANGING_KEYS) ?
+            PACKET_QUEUE : PACKET_DROP;
+    case SSH_MSG_SERVICE_ACCEPT:
+    case SSH_MSG_USERAUTH_FAILURE:
+    case SSH_MSG_USERAUTH_SUCCESS:
+    case SSH_MSG_USERAUTH_BANNER:
+    case SSH_MSG_USERAUTH_PK_OK:
+        return (session->state & SSH2_STATE_AUTHENTICATED) ?
+            PACKET_DROP : PACKET_QUEUE;
+    case SSH_MSG_CHANNEL_OPEN_CONFIRMATION:
+    case SSH_MSG_CHANNEL_OPEN_FAILURE:
+        if(datalen >= 5 && session->open_state != ssh2_NB_state_idle &&
+           session->open_channel &&
+           session->open_channel->local.id == ssh2_ntohu32(data + 1))
+            return PACKET_QUEUE;
+        return PACKET_DROP;
+    case SSH_MSG_CHANNEL_SUCCESS:
+    case SSH_MSG_CHANNEL_FAILURE:
+        if(datalen >= 5 &&
+           ssh2_channel_locate(session, ssh2_ntohu32(data + 1)))
+            return PACKET_QUEUE;
+        return PACKET_DROP;
+    case SSH_MSG_UNIMPLEMENTED:
+        /* never answered with another one */
+        return PACKET_DROP;
+    default:
+        if(msg >= 30 && msg <= 49)
+            return (session->state & SSH2_STATE_EXCHANGING_KEYS) ?
+                PACKET_QUEUE : PACKET_DROP;
+        if(msg >= 50 && msg <= 79 &&
+           (session->state & SSH2_STATE_AUTHENTICATED))
+            return PACKET_DROP;
+        return PACKET_UNIMPLEMENTED;
+    }
+}
+
+/*
+ * Makes room for one more packet like 'data' in session->packets: if
+ * LIBSSH2_PACKET_QUEUE_SAME packets of its type (and, for channel replies,
+ * for its channel) are queued already, the oldest of them is dropped.
+ */
+static void packet_queue_limit(LIBSSH2_SESSION *session,
+                               const unsigned char *data, size_t datalen)
+{
+    struct packet *packet;
+    struct packet *oldest = NULL;
+    size_t same = 0;
+    /* type, or type and recipient channel */
+    size_t key_len = (data[0] >= SSH_MSG_CHANNEL_OPEN_CONFIRMATION &&
+                      data[0] <= SSH_MSG_CHANNEL_FAILURE &&
+                      datalen >= 5) ? 5 : 1;
+
+    for(packet = ssh2_list_first(&session->packets); packet;
+        packet = ssh2_list_next(&packet->node)) {
+        if(packet->data_len >= key_len &&
+           !memcmp(packet->data, data, key_len)) {
+            if(!oldest)
+                oldest = packet;
+            same++;
+        }
+    }
+    if(oldest && same >= LIBSSH2_PACKET_QUEUE_SAME) {
+        ssh2_deb((session, LIBSSH2_TRACE_TRANS,
+                  "%lu packets of type %u queued, dropping the oldest",
+                  (unsigned long)same, (unsigned int)data[0]));
+        ssh2_list_remove(&oldest->node);
+        SSH2_FREE(session, oldest->data);
+        SSH2_FREE(session, oldest);
+    }
+}
+
+/*
  * Create a new packet and attach it to the brigade. Called from the transport
  * layer when it has received a packet.
  *
@@ -633,6 +772,7 @@ int ssh2_packet_add(LIBSSH2_SESSION *session, unsigned char *data,
     LIBSSH2_CHANNEL *channelp = NULL;
     size_t data_head = 0;
     unsigned char msg = data[0];
+    enum packet_fate fate;
 
     uint32_t channel = 0;
     uint32_t len = 0;
@@ -667,6 +807,8 @@ int ssh2_packet_add(LIBSSH2_SESSION *session, unsigned char *data,
         goto ssh2_packet_add_jump_point5;
     case ssh2_NB_state_jumpauthagent:
         goto ssh2_packet_add_jump_authagent;
+    case ssh2_NB_state_jumpunimplemented:
+        goto ssh2_packet_add_jump_unimplemented;
     default: /* nothing to do */
         break;
     }
@@ -951,6 +1093,14 @@ ssh2_packet_add_jump_point5:
             if(!channelp) {
                 ssh2_err(session, LIBSSH2_ERROR_CHANNEL_UNKNOWN,
                          "Packet received for unknown channel");
+                SSH2_FREE(session, data);
+                session->packAdd_state = ssh2_NB_state_idle;
+                return 0;
+            }
+            if(datalen == data_head) {
+                /* No data: it takes no window, so kept it would let a peer
+                   grow the queue without bound while the channel is not
+                   read. */
                 SSH2_FREE(session, data);
                 session->packAdd_state = ssh2_NB_state_idle;
                 return 0;
@@ -1331,6 +1481,42 @@ ssh2_packet_add_jump_authagent:
             return rc;
         default:
             break;
+        }
+
+        /* Keep only what something will ask for (see packet_fate()) */
+        if(msg != SSH_MSG_CHANNEL_DATA &&
+           msg != SSH_MSG_CHANNEL_EXTENDED_DATA) {
+            fate = packet_fate(session, data, datalen);
+            if(fate == PACKET_UNIMPLEMENTED &&
+               (session->state & SSH2_STATE_NEWKEYS) &&
+               !(session->state & (SSH2_STATE_INITIAL_KEX |
+                                   SSH2_STATE_EXCHANGING_KEYS))) {
+                /*
+                   byte      SSH_MSG_UNIMPLEMENTED
+                   uint32    packet sequence number of rejected message
+                 */
+                session->packAdd_unimplemented[0] = SSH_MSG_UNIMPLEMENTED;
+                ssh2_htonu32(session->packAdd_unimplemented + 1, seq);
+ssh2_packet_add_jump_unimplemented:
+                session->packAdd_state = ssh2_NB_state_jumpunimplemented;
+                rc = ssh2_transport_send(session,
+                                         session->packAdd_unimplemented,
+                                         5, NULL, 0);
+                if(rc == LIBSSH2_ERROR_EAGAIN)
+                    return rc;
+                SSH2_FREE(session, data);
+                session->packAdd_state = ssh2_NB_state_idle;
+                return rc;
+            }
+            if(fate != PACKET_QUEUE) {
+                ssh2_deb((session, LIBSSH2_TRACE_TRANS,
+                          "Dropping unexpected packet type %u",
+                          (unsigned int)msg));
+                SSH2_FREE(session, data);
+                session->packAdd_state = ssh2_NB_state_idle;
+                return 0;
+            }
+            packet_queue_limit(session, data, datalen);
         }
 
         session->packAdd_state = ssh2_NB_state_sent;
