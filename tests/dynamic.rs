@@ -25,7 +25,11 @@ struct HttpTarget {
 
 impl HttpTarget {
     fn start(body: Vec<u8>) -> HttpTarget {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        HttpTarget::start_on("127.0.0.1:0", body)
+    }
+
+    fn start_on(addr: &str, body: Vec<u8>) -> HttpTarget {
+        let listener = TcpListener::bind(addr).unwrap();
         let port = listener.local_addr().unwrap().port();
         let dials = Arc::new(AtomicUsize::new(0));
         let counter = dials.clone();
@@ -239,4 +243,29 @@ fn a_dynamic_forward_without_an_allow_list_does_not_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(stderr.contains("10.0.0.0/33"), "{stderr}");
+}
+
+#[test]
+fn an_ipv6_destination_is_reached_by_address_type_and_by_name() {
+    let relay = Relay::start();
+    let body = random_bytes(64 * 1024, 6);
+    let target = HttpTarget::start_on("[::1]:0", body.clone());
+    let source = free_port();
+    let rule = format!("[::1]:{}", target.port);
+    let flytube = start_dynamic(&relay, source, &[rule], &[]);
+    let proxy = format!("127.0.0.1:{source}");
+    let url = format!("http://[::1]:{}/", target.port);
+    // --socks5: curl sends the IPv6 address itself (address type 4); --socks5-hostname and
+    // HTTP CONNECT send the text.
+    for how in [
+        vec!["--socks5", proxy.as_str()],
+        vec!["--socks5-hostname", proxy.as_str()],
+        vec!["-p", "-x", &format!("http://{proxy}")],
+    ] {
+        let (code, got) = curl(&how, &url);
+        assert_eq!(code, Some(0), "{how:?}: {}", flytube.output());
+        assert!(got == body, "{how:?}: the body differs");
+    }
+    assert_eq!(target.dials(), 3);
+    flytube.assert_logged(&format!("via [::1]:{}", target.port));
 }
