@@ -374,10 +374,7 @@ fn secs(
     default: Duration,
     allowed: std::ops::RangeInclusive<u64>,
 ) -> Result<Duration> {
-    match value {
-        None => Ok(default),
-        Some(s) => in_range(what, s, allowed).map(Duration::from_secs),
-    }
+    duration(what, value, default, allowed, Duration::from_secs)
 }
 
 /// A milliseconds setting: `default` when unset, else checked against `allowed`.
@@ -387,9 +384,19 @@ fn millis(
     default: Duration,
     allowed: std::ops::RangeInclusive<u64>,
 ) -> Result<Duration> {
+    duration(what, value, default, allowed, Duration::from_millis)
+}
+
+fn duration(
+    what: &str,
+    value: Option<u64>,
+    default: Duration,
+    allowed: std::ops::RangeInclusive<u64>,
+    unit: fn(u64) -> Duration,
+) -> Result<Duration> {
     match value {
         None => Ok(default),
-        Some(ms) => in_range(what, ms, allowed).map(Duration::from_millis),
+        Some(n) => in_range(what, n, allowed).map(unit),
     }
 }
 

@@ -132,35 +132,29 @@ fn a_refused_open_ends_only_its_own_connection() {
     );
 }
 
-#[test]
-fn check_opens_a_channel_to_each_via_relay_target() {
-    let relay = Relay::start_with("AllowTcpForwarding yes\nPermitOpen 127.0.0.1:1");
-    let echo = Target::echo();
+/// `flytube check` of one via-relay forward to `target` against `relay`: (exit, stdout).
+fn check_via_relay(relay: &Relay, target: u16) -> (Option<i32>, String) {
     let mut args = relay.args();
     args[0] = "check".into();
-    args.extend(forward(free_port(), echo.port));
+    args.extend(forward(free_port(), target));
     args.extend(["--target-via".to_string(), "relay".to_string()]);
-    let out = std::process::Command::new(flytube_bin())
-        .args(&args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(69), "{stdout}");
+    let out = run_flytube(&args, &[]);
+    (out.code, out.stdout)
+}
+
+#[test]
+fn check_opens_a_channel_to_each_via_relay_target() {
+    let echo = Target::echo();
+    let refusing = Relay::start_with("AllowTcpForwarding yes\nPermitOpen 127.0.0.1:1");
+    let (code, stdout) = check_via_relay(&refusing, echo.port);
+    assert_eq!(code, Some(69), "{stdout}");
     assert!(
         stdout.contains("via relay") && stdout.contains("the relay refused"),
         "{stdout}"
     );
-    let relay = Relay::start_with("AllowTcpForwarding yes");
-    let mut args = relay.args();
-    args[0] = "check".into();
-    args.extend(forward(free_port(), echo.port));
-    args.extend(["--target-via".to_string(), "relay".to_string()]);
-    let out = std::process::Command::new(flytube_bin())
-        .args(&args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let allowing = Relay::start_with("AllowTcpForwarding yes");
+    let (code, stdout) = check_via_relay(&allowing, echo.port);
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(
         stdout.contains(&format!("the relay connected to 127.0.0.1:{}", echo.port)),
         "{stdout}"
