@@ -44,7 +44,28 @@ GOALS = {
     "setup": ("max", 0.1),
     "churn": ("max", 0.1),
     "idle_mem": ("max", 1.5),
+    "cpu": ("max", 1.0),     # CPU seconds per GB, per direction
+    "redis": ("min", 1.0),   # redis-benchmark requests/s
+    "ab": ("min", 1.0),      # ApacheBench requests/s
 }
+
+# Real clients through each connector's forward (rows skipped when the tools are absent).
+#   (key, label, redis-benchmark arguments, goal kind, requests quick, requests full);
+#   each run does SET and GET (-t set,get) and gives one row per command.
+REDIS_RUNS = [
+    ("redis_serial", "redis-benchmark 1 client (-c 1)", ["-c", "1"], "redis", 2000, 10000),
+    ("redis_c50", "redis-benchmark 50 clients (-c 50)", ["-c", "50"], "redis", 20000, 50000),
+    ("redis_pipe", "redis-benchmark pipelined (-P 16 -c 20)", ["-P", "16", "-c", "20"], "redis",
+     100000, 200000),
+    ("redis_4k", "redis-benchmark 4 KiB values (-d 4096 -c 50)", ["-d", "4096", "-c", "50"],
+     None, 10000, 30000),
+]
+#   (key, label, keep-alive, requests, concurrency, goal kind)
+AB_RUNS = [
+    ("ab_new", "ab new connections (-n 2000 -c 10)", False, 2000, 10, "ab"),
+    ("ab_ka", "ab keep-alive (-k -n 20000 -c 10)", True, 20000, 10, "ab"),
+]
+IDLE_AFTER_BULK = 100  # idle connections for the RSS rows before/after the bulk runs
 
 
 def log(msg):
@@ -159,7 +180,9 @@ class Procs:
     def __init__(self):
         self.procs = []
 
-    def start(self, name, argv, **kw):
+    def start(self, name, argv, group=False, **kw):
+        """group=True: the process may fork helpers (nginx workers); after it has been
+        stopped, whatever is left of its process group is killed too."""
         kw.setdefault("stdin", subprocess.DEVNULL)
         kw.setdefault("stdout", subprocess.DEVNULL)
         kw.setdefault("stderr", subprocess.DEVNULL)
@@ -167,6 +190,7 @@ class Procs:
         # in order (connectors before the relay).
         p = subprocess.Popen(argv, start_new_session=True, **kw)
         p.bench_name = name
+        p.bench_group = group
         self.procs.append(p)
         return p
 
@@ -182,6 +206,13 @@ class Procs:
                 log(f"{p.bench_name} (pid {p.pid}) ignored SIGTERM for {grace:.0f}s; killing it")
                 p.kill()
                 p.wait(timeout=10)
+        if p.bench_group:
+            # Its own session (start_new_session), so the group id is its pid; the kernel
+            # does not hand out that pid again while any member of the group lives.
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         for f in (p.stdin, p.stdout, p.stderr):
             if f:
                 f.close()
@@ -372,6 +403,81 @@ ConnectPort {relay_port}
     return p, port
 
 
+def start_redis(procs, d):
+    """redis-server on 127.0.0.1 (no persistence) as a target for redis-benchmark. redis
+    cannot listen on port 0, so pick a free port (and try again if someone took it)."""
+    logpath = os.path.join(d, "redis.log")
+    for _attempt in range(3):
+        port = free_port()
+        p = procs.start("redis-server",
+                        ["redis-server", "--port", str(port), "--bind", HOST, "--save", "",
+                         "--appendonly", "no", "--daemonize", "no", "--dir", d,
+                         "--logfile", logpath, "--databases", "1"])
+        deadline = time.monotonic() + 10
+        while not listening(port) and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if listening(port) and p.poll() is None:
+            return p, port
+        procs.stop(p, grace=5.0)
+    raise RuntimeError("redis-server did not start:\n" + tail(logpath))
+
+
+def nginx_binary():
+    return shutil.which("nginx") or next(
+        (b for b in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(b, os.X_OK)), None)
+
+
+def start_nginx(procs, d):
+    """nginx on 127.0.0.1 with its own minimal config in the temp dir, serving one small
+    file to ab: 1 worker, no access log, in the foreground (daemon off), pid and temp files
+    in the temp dir."""
+    ndir = os.path.join(d, "nginx")
+    www = os.path.join(ndir, "www")
+    os.makedirs(www)
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        os.makedirs(os.path.join(ndir, sub))
+    with open(os.path.join(www, "index.html"), "w") as f:
+        f.write("<!DOCTYPE html><html><body><p>" + "flytube bench " * 70 + "</p></body></html>\n")
+    logpath = os.path.join(d, "nginx-error.log")
+    conf = os.path.join(ndir, "nginx.conf")
+    for _attempt in range(3):
+        port = free_port()
+        with open(conf, "w") as f:
+            # As root, nginx would drop its worker to "nobody", which cannot enter the 0700
+            # temp dir: keep the worker as root (it only serves 127.0.0.1).
+            f.write(("user root;\n" if os.geteuid() == 0 else "") + f"""daemon off;
+worker_processes 1;
+pid {ndir}/nginx.pid;
+error_log {logpath} warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {ndir}/body;
+    proxy_temp_path {ndir}/proxy;
+    fastcgi_temp_path {ndir}/fastcgi;
+    uwsgi_temp_path {ndir}/uwsgi;
+    scgi_temp_path {ndir}/scgi;
+    server {{
+        listen {HOST}:{port};
+        root {www};
+        location / {{ }}
+    }}
+}}
+""")
+        nginx = nginx_binary()
+        argv = [nginx, "-p", ndir + "/", "-e", logpath, "-c", conf]
+        run_quiet(argv + ["-t"])
+        p = procs.start("nginx", argv, group=True)
+        deadline = time.monotonic() + 10
+        while not listening(port) and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if listening(port) and p.poll() is None:
+            return p, port
+        procs.stop(p, grace=5.0)
+    raise RuntimeError("nginx did not start:\n" + tail(logpath))
+
+
 def tail(path, n=20):
     try:
         with open(path, errors="replace") as f:
@@ -385,8 +491,9 @@ def tail(path, n=20):
 # --------------------------------------------------------------------------------------
 
 class Connector:
-    def __init__(self, kind, proc, logpath, fwd_iperf, fwd_echo):
+    def __init__(self, kind, proc, logpath, fwd_iperf, fwd_echo, fwd_extra=None):
         self.kind = kind
+        self.fwd_extra = fwd_extra or {}  # target name ("redis", "nginx") -> relay port
         self.proc = proc
         self.pid = proc.pid
         self.logpath = logpath
@@ -403,15 +510,23 @@ class Connector:
 
 
 def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, echo_port,
-                    proxy_port=None):
+                    proxy_port=None, extra_targets=None):
+    """extra_targets: {name: target port} forwarded as well (redis-server, nginx)."""
     src_iperf, src_echo = free_port(), free_port()
     while src_echo == src_iperf:
         src_echo = free_port()
+    extra = {}
+    for name, tport in (extra_targets or {}).items():
+        sp = free_port()
+        while sp in (src_iperf, src_echo) or sp in extra.values():
+            sp = free_port()
+        extra[name] = sp
     tag = f"{kind}-{cipher.split('@')[0]}"
     logpath = os.path.join(d, f"{tag}.log")
     ident = os.path.join(d, "id_ed25519")
     kh = os.path.join(d, "known_hosts")
     fwds = [f"{HOST}:{src_iperf}:{HOST}:{iperf_port}", f"{HOST}:{src_echo}:{HOST}:{echo_port}"]
+    fwds += [f"{HOST}:{extra[name]}:{HOST}:{tport}" for name, tport in (extra_targets or {}).items()]
     if kind.startswith("flytube"):
         argv = [args.flytube, "run", "--relay", f"{HOST}:{relay_port}", "--user", user,
                 "-i", ident, "--known-hosts", kh, "--ciphers", cipher]
@@ -434,12 +549,12 @@ def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, 
     started = time.monotonic()
     p = procs.start(tag, argv, stderr=logf, stdout=logf, env=env)
     logf.close()
-    c = Connector(kind, p, logpath, src_iperf, src_echo)
+    c = Connector(kind, p, logpath, src_iperf, src_echo, extra)
     # Wait until each forward port accepts connections; the echo one must echo.
     deadline = time.monotonic() + 30
     while True:
         c.check()
-        if listening(src_iperf) and listening(src_echo):
+        if listening(src_iperf) and listening(src_echo) and all(map(listening, extra.values())):
             try:
                 s = socket.create_connection((HOST, src_echo), timeout=5)
                 try:
@@ -459,7 +574,8 @@ def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, 
     s.close()
     time.sleep(0.3)
     log(f"{kind} ({cipher}) up, pid {c.pid}: {HOST}:{src_iperf} -> iperf3, "
-        f"{HOST}:{src_echo} -> echo")
+        f"{HOST}:{src_echo} -> echo"
+        + "".join(f", {HOST}:{sp} -> {name}" for name, sp in extra.items()))
     return c
 
 
@@ -665,6 +781,68 @@ def push_echo(socks, seconds, pid, warmup=0.5):
     return received / elapsed / 1e6, peak_rss, peak_thr, broken
 
 
+def redis_benchmark(port, extra, n, timeout=180):
+    """redis-benchmark SET and GET through `port`; returns {"SET": rps, "GET": rps} or None.
+    (It retries forever when it cannot connect, hence the timeout.)"""
+    argv = ["redis-benchmark", "-h", HOST, "-p", str(port), "-t", "set,get", "-n", str(n),
+            "--csv"] + extra
+    try:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log(f"redis-benchmark {' '.join(extra)} timed out after {timeout}s")
+        return None
+    got = {}
+    for line in r.stdout.splitlines():
+        m = re.match(r'^"(SET|GET)","([0-9.]+)"', line)
+        if m:
+            got[m.group(1)] = float(m.group(2))
+    if r.returncode != 0 or len(got) != 2:
+        log(f"redis-benchmark {' '.join(extra)} failed (rc {r.returncode}): "
+            f"{(r.stderr or r.stdout)[-300:]}")
+        return None
+    return got
+
+
+def apache_bench(port, n, conc, keepalive, timeout=180):
+    """ab against nginx through `port`; returns requests/s, or None when ab failed or any
+    request failed."""
+    argv = ["ab", "-q", "-n", str(n), "-c", str(conc), "-s", "30"]
+    if keepalive:
+        argv.append("-k")
+    argv.append(f"http://{HOST}:{port}/index.html")
+    try:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log(f"ab {' '.join(argv[1:])} timed out after {timeout}s")
+        return None
+    out = r.stdout
+    rps = re.search(r"Requests per second:\s+([0-9.]+)", out)
+    done = re.search(r"Complete requests:\s+(\d+)", out)
+    failed = re.search(r"Failed requests:\s+(\d+)", out)
+    non2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
+    if (r.returncode != 0 or not rps or not done or int(done.group(1)) != n
+            or not failed or int(failed.group(1)) != 0 or non2xx):
+        log(f"ab {' '.join(argv[1:])} failed (rc {r.returncode}): "
+            f"{(r.stderr + out)[-300:]}")
+        return None
+    return float(rps.group(1))
+
+
+def idle_rss(ctx, c, n):
+    """RSS (MB) of the connector with n idle connections through the echo forward."""
+    socks, failed = open_idle(c.fwd_echo, n)
+    try:
+        time.sleep(1.0)
+        rss = proc_rss_kb(c.pid) / 1024
+        c.check()
+    finally:
+        close_all(socks)
+    wait_settled(ctx, c)
+    return rss, failed
+
+
 def measure(ctx, c, cipher, out):
     """Every figure for one connector into `out` ({figure_key: value}); raw samples in
     ctx.raw. Filled as it goes, so a failure keeps what was measured before it."""
@@ -678,18 +856,26 @@ def measure(ctx, c, cipher, out):
     # Memory and threads at rest (informational).
     out["rest_rss"] = proc_rss_kb(c.pid) / 1024
     out["rest_threads"] = proc_threads(c.pid)
+    # RSS with a few idle connections before any bulk transfer, to set against the same
+    # right after the bulk runs (what the bulk runs leave behind).
+    out["idle100_before_rss"], failed = idle_rss(ctx, c, IDLE_AFTER_BULK)
+    out["idle_failed"] = failed
 
-    # Throughput, both directions, 1 and 4 streams; CPU over the 1-stream runs.
+    # Throughput, both directions, 1 and 4 streams; CPU over the 1-stream runs, per
+    # direction and both together.
     for rep in range(reps):
-        cpu0 = proc_cpu_s(c.pid)
-        moved = 0
+        cpu_all, moved = 0.0, 0
         for reverse in (False, True):
+            d = "rev" if reverse else "fwd"
+            cpu0 = proc_cpu_s(c.pid)
             mbps, nbytes = iperf(ctx, c.fwd_iperf, a.iperf_seconds, 1, reverse)
-            rec(f"tput_{'rev' if reverse else 'fwd'}_1", mbps)
+            cpu = proc_cpu_s(c.pid) - cpu0
+            rec(f"tput_{d}_1", mbps)
+            rec(f"cpu_per_gb_{d}", cpu / (nbytes / 1e9) if nbytes else None)
+            cpu_all += cpu
             moved += nbytes
             c.check()
-        cpu1 = proc_cpu_s(c.pid)
-        rec("cpu_per_gb", (cpu1 - cpu0) / (moved / 1e9) if moved else None)
+        rec("cpu_per_gb", cpu_all / (moved / 1e9) if moved else None)
         for reverse in (False, True):
             mbps, _ = iperf(ctx, c.fwd_iperf, a.iperf_seconds, 4, reverse)
             rec(f"tput_{'rev' if reverse else 'fwd'}_4", mbps)
@@ -697,6 +883,13 @@ def measure(ctx, c, cipher, out):
         log(f"  {c.kind} throughput rep {rep + 1}/{reps}: "
             + ", ".join(f"{k}={raw[k][-1]:.0f}" if raw[k][-1] is not None else f"{k}=FAILED"
                         for k in ("tput_fwd_1", "tput_rev_1", "tput_fwd_4", "tput_rev_4")))
+
+    # Right after the bulk runs: RSS with idle connections (allocator residue or ours?).
+    wait_settled(ctx, c)
+    out["idle100_after_rss"], failed = idle_rss(ctx, c, IDLE_AFTER_BULK)
+    out["idle_failed"] += failed
+    log(f"  {c.kind} {IDLE_AFTER_BULK} idle: RSS {out['idle100_before_rss']:.1f} MB before the "
+        f"bulk runs, {out['idle100_after_rss']:.1f} MB right after")
 
     # RTT, setup (spaced), churn (back to back).
     for rep in range(reps):
@@ -715,9 +908,12 @@ def measure(ctx, c, cipher, out):
             f"setup p50 {raw['setup_p50'][-1]:.3f} ms, churn {raw['churn_median'][-1]:.3f} ms")
 
     for k in ("tput_fwd_1", "tput_rev_1", "tput_fwd_4", "tput_rev_4", "cpu_per_gb",
-              "rtt_p50", "rtt_p99", "setup_p50", "setup_p99", "churn_median"):
+              "cpu_per_gb_fwd", "cpu_per_gb_rev", "rtt_p50", "rtt_p99", "setup_p50", "setup_p99", "churn_median"):
         out[k] = median(raw[k])
     out["failed_conns"] = sum(raw["setup_failed"]) + sum(raw["churn_failed"])
+
+    # Real clients: redis-benchmark against redis-server, ab against nginx.
+    measure_clients(ctx, c, cipher, out)
 
     # 500 idle connections.
     socks, failed = open_idle(c.fwd_echo, a.idle_count)
@@ -725,7 +921,7 @@ def measure(ctx, c, cipher, out):
         time.sleep(1.0)
         out["idle_rss"] = proc_rss_kb(c.pid) / 1024
         out["idle_threads"] = proc_threads(c.pid)
-        out["idle_failed"] = failed
+        out["idle_failed"] += failed
         c.check()
     finally:
         close_all(socks)
@@ -752,6 +948,41 @@ def measure(ctx, c, cipher, out):
         out[f"scale_{n}_mbps"] = median(raw[f"scale_{n}_mbps"])
         out[f"scale_{n}_rss"] = median(raw[f"scale_{n}_rss"])
         out[f"scale_{n}_failed"] = sum(raw[f"scale_{n}_failed"])
+
+
+def measure_clients(ctx, c, cipher, out):
+    """redis-benchmark and ab through the connector's forwards to redis-server and nginx,
+    --reps times each; medians into `out`. Skipped for a target that is not running."""
+    a = ctx.args
+    raw = ctx.raw.setdefault(f"{cipher}/{c.kind}", {})
+    redis_fwd, nginx_fwd = c.fwd_extra.get("redis"), c.fwd_extra.get("nginx")
+    for rep in range(a.reps):
+        if redis_fwd:
+            for key, label, extra, _kind, nq, nf in REDIS_RUNS:
+                got = redis_benchmark(redis_fwd, extra, nq if a.quick else nf)
+                for cmd in ("SET", "GET"):
+                    raw.setdefault(f"{key}_{cmd.lower()}", []).append(
+                        got[cmd] if got else None)
+                c.check()
+                wait_settled(ctx, c)
+            log(f"  {c.kind} redis rep {rep + 1}/{a.reps}: " + ", ".join(
+                f"{key} SET/GET {fmt(raw[key + '_set'][-1], 0)}/{fmt(raw[key + '_get'][-1], 0)}"
+                for key, *_ in REDIS_RUNS) + " req/s")
+        if nginx_fwd:
+            for key, label, keepalive, n, conc, _kind in AB_RUNS:
+                raw.setdefault(key, []).append(apache_bench(nginx_fwd, n, conc, keepalive))
+                c.check()
+                wait_settled(ctx, c)
+            log(f"  {c.kind} ab rep {rep + 1}/{a.reps}: " + ", ".join(
+                f"{key} {fmt(raw[key][-1], 0)}" for key, *_ in AB_RUNS) + " req/s")
+    keys = []
+    if redis_fwd:
+        keys += [f"{k}_{cmd}" for k, *_ in REDIS_RUNS for cmd in ("set", "get")]
+    if nginx_fwd:
+        keys += [k for k, *_ in AB_RUNS]
+    for k in keys:
+        out[k] = median(raw[k])
+        out[k + "_failed"] = sum(1 for v in raw[k] if v is None)
 
 
 def measure_proxy_path(ctx, c, out):
@@ -827,7 +1058,7 @@ def wait_settled(ctx, c, seconds=20.0):
     deadline = time.monotonic() + seconds
     left = 0
     while time.monotonic() < deadline:
-        left = established_to(ctx.echo_port) + established_to(ctx.iperf_port)
+        left = sum(established_to(p) for p in ctx.target_ports())
         if left == 0:
             break
         time.sleep(0.1)
@@ -842,7 +1073,7 @@ def wait_settled(ctx, c, seconds=20.0):
 # Report
 # --------------------------------------------------------------------------------------
 
-def figures(scale):
+def figures(scale, clients=True):
     # (key, label, unit, goal kind or None, decimals)
     rows = [
         ("tput_fwd_1", "throughput relay->target, 1 stream", "MB/s", "throughput", 0),
@@ -858,7 +1089,19 @@ def figures(scale):
         ("idle_rss", "RSS with {idle} idle conns", "MB", "idle_mem", 1),
         ("idle_threads", "threads with {idle} idle conns", "", None, 0),
         ("cpu_per_gb", "CPU per GB (1-stream runs)", "s/GB", None, 2),
+        ("cpu_per_gb_fwd", "CPU per GB relay->target (1 stream)", "s/GB", "cpu", 2),
+        ("cpu_per_gb_rev", "CPU per GB target->relay (1 stream)", "s/GB", "cpu", 2),
+        ("idle100_before_rss", f"RSS with {IDLE_AFTER_BULK} idle conns before the bulk runs",
+         "MB", None, 1),
+        ("idle100_after_rss", f"RSS with {IDLE_AFTER_BULK} idle conns right after the bulk runs",
+         "MB", None, 1),
     ]
+    if clients:
+        for key, label, _extra, kind, _nq, _nf in REDIS_RUNS:
+            for cmd in ("SET", "GET"):
+                rows.append((f"{key}_{cmd.lower()}", f"{label} {cmd}", "req/s", kind, 0))
+        for key, label, _ka, _n, _c, kind in AB_RUNS:
+            rows.append((key, label, "req/s", kind, 0))
     for n in scale:
         rows.append((f"scale_{n}_mbps", f"scale {n} conns: echo throughput", "MB/s",
                      "throughput", 1))
@@ -887,6 +1130,9 @@ def build_table(results, ciphers, scale, idle_count):
         for key, label, unit, kind, dec in figures(scale):
             label = label.replace("{idle}", str(idle_count))
             name = f"{cipher.split('@')[0]}: {label}" + (f" ({unit})" if unit else "")
+            if (key.startswith(("redis_", "ab_")) and key not in (f or {})
+                    and key not in (o or {})):
+                continue  # real client not run (not installed, or --no-clients)
             fv = f.get(key) if f else None
             ov = o.get(key) if o else None
             ratio = fv / ov if (fv is not None and ov) else None
@@ -985,6 +1231,10 @@ class Ctx:
         self.iperf_port = None
         self.echo_port = None
         self.lingering = []
+        self.extra_targets = {}  # name -> port of the real-client targets that run
+
+    def target_ports(self):
+        return [self.echo_port, self.iperf_port] + list(self.extra_targets.values())
 
     def restart_iperf(self):
         """A failed or killed iperf3 client can leave the server busy: start a fresh one
@@ -1017,6 +1267,8 @@ def parse_args(argv):
     ap.add_argument("--reps", type=int, help="repetitions per figure [3; 1 with --quick]")
     ap.add_argument("--no-proxy", action="store_true",
                     help="skip the rows through tinyproxy (run when tinyproxy is installed)")
+    ap.add_argument("--no-clients", action="store_true",
+                    help="skip the real-client rows (redis-benchmark, ab)")
     ap.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.echo_server:
@@ -1037,6 +1289,28 @@ def parse_args(argv):
         ap.error(f"flytube binary {a.flytube} not found; build it with "
                  "cargo build --release --locked")
     a.with_proxy = not a.no_proxy and shutil.which("tinyproxy") is not None
+    # Real clients: each pair is optional; say which package brings what is missing.
+    a.skipped_clients = []
+    a.with_redis = a.with_nginx = not a.no_clients
+    if not a.no_clients:
+        missing = [(t, pkg) for t, pkg in (("redis-server", "redis-server"),
+                                           ("redis-benchmark", "redis-tools"))
+                   if not shutil.which(t)]
+        if missing:
+            a.with_redis = False
+            a.skipped_clients.append(
+                "redis-benchmark rows skipped: " + ", ".join(t for t, _ in missing)
+                + " not found; install with: apt-get install -y "
+                + " ".join(sorted({pkg for _, pkg in missing})))
+        missing = [(t, pkg) for t, pkg, found in (("nginx", "nginx", nginx_binary()),
+                                                  ("ab", "apache2-utils", shutil.which("ab")))
+                   if not found]
+        if missing:
+            a.with_nginx = False
+            a.skipped_clients.append(
+                "ab rows skipped: " + ", ".join(t for t, _ in missing)
+                + " not found; install with: apt-get install -y "
+                + " ".join(sorted({pkg for _, pkg in missing})))
     for tool in ("iperf3", "ssh", "ssh-keygen"):
         if not shutil.which(tool):
             ap.error(f"{tool} is not installed (apt-get install -y iperf3 openssh-client)")
@@ -1083,13 +1357,29 @@ def main(argv):
         ctx.iperf_proc, ctx.iperf_port = start_iperf3(procs, d)
         echo, echo_port = start_echo(procs)
         ctx.echo_port = echo_port
+        for msg in a.skipped_clients:
+            log(msg)
+            notes.append(msg)
+        for name, enabled, starter in (("redis", a.with_redis, start_redis),
+                                       ("nginx", a.with_nginx, start_nginx)):
+            if not enabled:
+                continue
+            try:
+                _p, port = starter(procs, d)
+                ctx.extra_targets[name] = port
+            except Exception as e:  # skip these rows, keep the rest of the run
+                log(f"{name} target did not start, its rows are skipped: {e!r}")
+                notes.append(f"{name} target did not start, its rows are skipped: {e!r}")
         log(f"relay sshd on {HOST}:{relay_port}, iperf3 on {ctx.iperf_port}, "
-            f"echo on {echo_port}; temp dir {d}")
+            f"echo on {echo_port}"
+            + "".join(f", {n} on {p}" for n, p in ctx.extra_targets.items())
+            + f"; temp dir {d}")
         for cipher in a.cipher_list:
             for kind in ("flytube", "openssh"):
                 log(f"== {kind}, cipher {cipher}")
                 c = start_connector(procs, kind, a, d, relay_port, user, cipher,
-                                    ctx.iperf_port, echo_port)
+                                    ctx.iperf_port, echo_port,
+                                    extra_targets=ctx.extra_targets)
                 connectors.append(c)
                 results[(cipher, kind)] = {"up_s": c.up_s}
                 ctx.lingering = []
@@ -1115,9 +1405,18 @@ def main(argv):
                         notes.append(f"({cipher}) {n}")
                     r = results.get((cipher, kind), {})
                     for key, what in (("failed_conns", "setup/churn"),
-                                      ("idle_failed", "idle")):
+                                      ("idle_failed", "idle (100 before/after bulk, or the big idle set)")):
                         if r.get(key):
                             notes.append(f"{kind} ({cipher}): {r[key]} {what} connection(s) failed")
+                    for key, *_ in REDIS_RUNS:
+                        for cmd in ("set", "get"):
+                            if r.get(f"{key}_{cmd}_failed"):
+                                notes.append(f"{kind} ({cipher}): {key} {cmd.upper()}: "
+                                             f"{r[f'{key}_{cmd}_failed']} run(s) failed")
+                    for key, *_ in AB_RUNS:
+                        if r.get(f"{key}_failed"):
+                            notes.append(f"{kind} ({cipher}): {key}: {r[f'{key}_failed']} "
+                                         "run(s) failed or had failed requests")
                     for n in a.scale:
                         if r.get(f"scale_{n}_failed"):
                             notes.append(f"{kind} ({cipher}): scale {n}: "
@@ -1170,6 +1469,13 @@ def main(argv):
                                 capture_output=True, text=True).stdout.strip() else "") + ")"),
                 ("OpenSSH", version_of(["ssh", "-V"])),
                 ("iperf3", version_of(["iperf3", "--version"])),
+                ("real clients", ", ".join(
+                    [version_of(["redis-server", "--version"]) + "; redis-benchmark -t set,get "
+                     + ("(quick sizes)" if a.quick else "(full sizes)")]
+                    if "redis" in ctx.extra_targets else ["redis rows skipped"])
+                    + ", " + (f"{version_of([nginx_binary(), '-v'])} + "
+                              f"{version_of(['ab', '-V'])}"
+                              if "nginx" in ctx.extra_targets else "ab rows skipped")),
                 ("settings", f"{a.reps} repetition(s); iperf3 -t {a.iperf_seconds}; "
                              f"RTT {a.rtt_count} round trips; setup {a.setup_count} x 20 ms; "
                              f"churn {a.churn_count}; {a.idle_count} idle; scaling "
