@@ -333,7 +333,7 @@ UseDNS no
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
-AllowTcpForwarding remote
+AllowTcpForwarding yes
 GatewayPorts no
 Ciphers {",".join(ciphers)}
 MaxStartups 1000:30:1000
@@ -510,7 +510,7 @@ class Connector:
 
 
 def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, echo_port,
-                    proxy_port=None, extra_targets=None):
+                    proxy_port=None, extra_targets=None, via_relay=False):
     """extra_targets: {name: target port} forwarded as well (redis-server, nginx)."""
     src_iperf, src_echo = free_port(), free_port()
     while src_echo == src_iperf:
@@ -528,8 +528,14 @@ def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, 
     fwds = [f"{HOST}:{src_iperf}:{HOST}:{iperf_port}", f"{HOST}:{src_echo}:{HOST}:{echo_port}"]
     fwds += [f"{HOST}:{extra[name]}:{HOST}:{tport}" for name, tport in (extra_targets or {}).items()]
     if kind.startswith("flytube"):
-        argv = [args.flytube, "run", "--relay", f"{HOST}:{relay_port}", "--user", user,
-                "-i", ident, "--known-hosts", kh, "--ciphers", cipher]
+        # An empty settings file of its own: a host's /etc/flytube/flytube.yaml must not
+        # change what is measured.
+        empty = os.path.join(d, "empty.yaml")
+        open(empty, "w").close()
+        argv = [args.flytube, "run", "-c", empty, "--relay", f"{HOST}:{relay_port}",
+                "--user", user, "-i", ident, "--known-hosts", kh, "--ciphers", cipher]
+        if via_relay:
+            argv += ["--target-via", "relay"]
         if proxy_port:
             argv += ["--proxy", f"http://{HOST}:{proxy_port}"]
         for f in fwds:
@@ -1267,6 +1273,8 @@ def parse_args(argv):
     ap.add_argument("--reps", type=int, help="repetitions per figure [3; 1 with --quick]")
     ap.add_argument("--no-proxy", action="store_true",
                     help="skip the rows through tinyproxy (run when tinyproxy is installed)")
+    ap.add_argument("--no-via-relay", action="store_true",
+                   help="skip the rows for targets reached via the relay (--target-via relay)")
     ap.add_argument("--no-clients", action="store_true",
                     help="skip the real-client rows (redis-benchmark, ab)")
     ap.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
@@ -1421,6 +1429,25 @@ def main(argv):
                         if r.get(f"scale_{n}_failed"):
                             notes.append(f"{kind} ({cipher}): scale {n}: "
                                          f"{r[f'scale_{n}_failed']} connection(s) failed or broke")
+        via_rows = None
+        if not a.no_via_relay:
+            cipher = a.cipher_list[0]
+            log(f"== flytube with targets via the relay (direct-tcpip), cipher {cipher}")
+            via = {}
+            try:
+                c = start_connector(procs, "flytube-via-relay", a, d, relay_port, user, cipher,
+                                    ctx.iperf_port, echo_port, via_relay=True)
+                connectors.append(c)
+                try:
+                    measure_proxy_path(ctx, c, via)
+                finally:
+                    procs.stop(c.proc)
+                    for n in log_findings(c):
+                        notes.append(f"({cipher}) {n}")
+            except Exception as e:
+                log(f"flytube via relay failed: {e!r}")
+                notes.append(f"flytube via relay: measurement failed: {e!r}")
+            via_rows = build_proxy_table(via, results.get((cipher, "flytube"), {}))[:4]
         proxy_rows = None
         if a.with_proxy:
             cipher = a.cipher_list[0]
@@ -1449,6 +1476,10 @@ def main(argv):
         print()
         print_table(rows)
         print()
+        if via_rows:
+            print(f"flytube with targets via the relay vs dialed directly ({a.cipher_list[0]}):")
+            print_table(via_rows, ("figure", "via relay", "direct", "ratio"))
+            print()
         if proxy_rows:
             print(f"flytube through tinyproxy vs direct ({a.cipher_list[0]}):")
             print_table(proxy_rows, ("figure", "via tinyproxy", "direct", "ratio"))
