@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the .deb and the .rpm and checks them as an operator meets them, on this Debian
-# machine, as root. Called by .ci/run after the tests; reuses their release build.
+# machine, as root. Called by .ci/run after the tests. Packages the release build
+# (`cargo build --release`, a no-op when it is current).
 #
 #   1. versions agree: Cargo.toml, packaging/debian/changelog, packaging/rpm/flytube.spec
 #   2. .deb: cargo deb (release build reused) + md5sums; lintian --fail-on error,warning;
@@ -42,7 +43,9 @@ step() {
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || fail "run as root: the check installs and purges the .deb"
-if dpkg-query -W -f='${Status}' flytube 2>/dev/null | grep -q ' installed$'; then
+# (No `cmd | grep -q` with pipefail: grep stops reading, cmd dies of SIGPIPE.)
+installed_status() { dpkg-query -W -f='${Status}' flytube 2>/dev/null || true; }
+if [[ $(installed_status) == *" installed" ]]; then
   fail "flytube is installed on this machine; the check installs and purges it, so run it elsewhere"
 fi
 [ ! -e /etc/flytube ] || fail "/etc/flytube exists; the check would purge it"
@@ -62,8 +65,8 @@ cleanup() {
     rm -f /etc/flytube/check.yaml
     DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq flytube >/dev/null 2>&1 || true
   fi
-  cleanup_relay
   rm -rf "$work"
+  cleanup_relay || true
 }
 # Replaces relay.sh's trap, and calls it.
 trap cleanup EXIT INT TERM
@@ -76,13 +79,17 @@ is_stripped() {
 
 # ---------------------------------------------------------------------------------------
 echo "== tools"
-if ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $CARGO_DEB_VERSION"; then
+if [ "$(cargo deb --version 2>/dev/null || true)" != "cargo-deb $CARGO_DEB_VERSION" ]; then
   echo "installing cargo-deb $CARGO_DEB_VERSION (a few minutes, once per machine)"
   t=$SECONDS
   cargo install --locked --quiet "cargo-deb@$CARGO_DEB_VERSION"
   echo "cargo-deb installed in $((SECONDS - t)) s"
 fi
 cargo deb --version
+
+target_dir=$(cargo metadata --format-version 1 --no-deps \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+echo "target directory: $target_dir"
 
 step "1. versions"
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
@@ -94,12 +101,12 @@ echo "Cargo.toml $version, debian/changelog $deb_version, flytube.spec $rpm_vers
 
 step "2. .deb"
 cargo build --release --locked --quiet
-rm -rf target/debian
+rm -rf "$target_dir/debian"
 cargo deb --locked --no-build --quiet
-deb=target/debian/flytube_${deb_version}_amd64.deb
+deb=$target_dir/debian/flytube_${deb_version}_$(dpkg --print-architecture).deb
 [ -f "$deb" ] || fail "cargo deb did not write $deb"
 packaging/debian/add-md5sums.sh "$deb"
-ls -l target/debian/
+ls -l "$target_dir/debian/"
 dpkg-deb --info "$deb"
 for control in md5sums conffiles postinst prerm postrm; do
   dpkg-deb --info "$deb" "$control" >/dev/null 2>&1 || fail "$deb has no $control control file"
@@ -114,10 +121,11 @@ grep -v '^running with root privileges is not recommended!$' "$work/lintian" || 
 echo "lintian: no errors, no warnings"
 
 step "3. .rpm"
-rm -rf target/rpmbuild
-rpmbuild -bb --quiet packaging/rpm/flytube.spec \
-  --define "_topdir $repo/target/rpmbuild" --define "_sourcedir $repo"
-rpm=target/rpmbuild/RPMS/x86_64/flytube-${version}-1.x86_64.rpm
+rm -rf "$target_dir/rpmbuild"
+rpmbuild -bb --quiet packaging/rpm/flytube.spec --define "_topdir $target_dir/rpmbuild" \
+  --define "_sourcedir $repo" --define "flytube_bin $target_dir/release/flytube"
+rpm_arch=$(rpm --eval '%{_target_cpu}')
+rpm=$target_dir/rpmbuild/RPMS/$rpm_arch/flytube-${version}-1.$rpm_arch.rpm
 [ -f "$rpm" ] || fail "rpmbuild did not write $rpm"
 rpm -qip "$rpm"
 echo "-- rpm -qlp (modes, owners, %config/%doc flags; build-id links left out)"
@@ -135,13 +143,15 @@ drwxr-xr-x root:root  /usr/share/doc/flytube
 -rw-r--r-- root:root d /usr/share/man/man8/flytube.8.gz
 LIST
 diff -u "$work/rpm-files.expected" "$work/rpm-files" || fail "the .rpm's file list differs from the expected one"
-rpm -qlp "$rpm" | grep -q '^/usr/lib/.build-id/' || fail "no build-id link in the .rpm"
+rpm -qlp "$rpm" > "$work/rpm-list"
+grep -q '^/usr/lib/.build-id/' "$work/rpm-list" || fail "no build-id link in the .rpm"
 echo "-- Requires(pre)"
 rpm -qp --qf '[%{REQUIREFLAGS:deptype} %{REQUIRENAME}\n]' "$rpm" | grep '^pre ' | tee "$work/rpm-pre"
 for tool in /usr/bin/getent /usr/sbin/groupadd /usr/sbin/useradd; do
   grep -qx "pre $tool" "$work/rpm-pre" || fail "no Requires(pre): $tool"
 done
-rpm -qp --requires "$rpm" | grep -q '^libssl.so.3()(64bit)' || fail "no automatic libssl requirement"
+rpm -qp --requires "$rpm" > "$work/rpm-requires"
+grep -q '^libssl.so.3()(64bit)' "$work/rpm-requires" || fail "no automatic libssl requirement"
 [ "$(rpm -qp --qf '%{DESCRIPTION}' "$rpm" | wc -l)" -ge 5 ] || fail "the %description is not a real one"
 echo "-- rpm -qp --scripts"
 rpm -qp --scripts "$rpm"
@@ -175,7 +185,7 @@ systemd-analyze security --offline=true --threshold=20 packaging/systemd/flytube
 
 step "6. install the .deb and run it as the flytube user"
 installed=1
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$repo/$deb" >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null
 dpkg-query -W -f='${Package} ${Version} ${Status}\n' flytube
 getent passwd flytube || fail "no flytube user"
 [ "$(stat -c '%U:%G %a' /etc/flytube)" = "root:flytube 750" ] \
@@ -244,7 +254,7 @@ wait "$runuser_pid" || fail "flytube did not exit 0 on SIGTERM"
 echo "flytube (pid $flytube_pid, user flytube) served the request and stopped cleanly"
 
 echo "-- reinstall (the upgrade path)"
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall "$repo/$deb" >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall "$deb" >/dev/null
 [ -f /etc/flytube/id_ed25519 ] && [ -f /etc/flytube/check.yaml ] || fail "the reinstall lost the admin's files"
 [ "$(stat -c '%U:%G %a' /etc/flytube)" = "root:flytube 750" ] || fail "the reinstall changed /etc/flytube"
 
@@ -252,7 +262,7 @@ step "7. purge"
 rm -f /etc/flytube/check.yaml
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq flytube >/dev/null
 installed=0
-if dpkg-query -W -f='${Status}' flytube 2>/dev/null | grep -q ' installed$'; then fail "flytube is still installed"; fi
+[[ $(installed_status) != *" installed" ]] || fail "flytube is still installed"
 for path in /usr/bin/flytube /usr/lib/systemd/system/flytube.service /etc/flytube \
   /etc/systemd/system/flytube.service /etc/systemd/system/multi-user.target.wants/flytube.service; do
   [ ! -e "$path" ] && [ ! -L "$path" ] || fail "$path is left after the purge"
@@ -262,7 +272,7 @@ echo "purged: no files left; the flytube system user stays (its uid may own file
 step "8. Kubernetes manifests"
 validator=$(command -v kubernetes-validate || true)
 if [ -z "$validator" ]; then
-  venv=target/pkgcheck-venv
+  venv=$target_dir/pkgcheck-venv
   if [ ! -x "$venv/bin/kubernetes-validate" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$K8S_VALIDATE_VERSION"
