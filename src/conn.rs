@@ -1,5 +1,6 @@
 //! The pump's side of one forwarded connection: its libssh2 channel and the state machine
-//! that moves buffers between that channel and the target's copy threads.
+//! that moves bytes between that channel, the target socket (read here without blocking)
+//! and the target's writer thread.
 //!
 //! Only the pump thread ever calls into this module. libssh2's non-blocking rules shape it
 //! (docs/libssh2.md §10): after EAGAIN the same call must be repeated with the same
@@ -14,7 +15,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{TryRecvError, TrySendError};
 
 use crate::libssh2;
+use crate::wake::{self, Targets};
 use crate::worker::{Down, Link, Up};
+
+/// A connection's first read buffer for target -> relay. Small, so that idle connections
+/// hold little; it grows to `READ_CHUNK` once a read fills it.
+const FIRST_READ: usize = 8 * 1024;
+/// Bytes read from a busy target at once: two SSH packets' worth (libssh2 sends at most
+/// 32700 bytes per packet).
+const READ_CHUNK: usize = 64 * 1024;
 
 /// How often a back-pressured connection checks whether the relay closed its channel.
 const CLOSE_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -84,6 +93,12 @@ pub struct Conn {
     in_flight: Option<Op>,
     /// Target -> relay: the buffer being written and how much of it is done.
     pending_up: Option<(Vec<u8>, usize)>,
+    /// The buffer target reads go into, kept between reads (empty until the first).
+    up_buf: Vec<u8>,
+    /// Poll saw the target readable and no read since has found it empty.
+    target_readable: bool,
+    /// This connection's slot in the pump's last poll, if it was watched.
+    poll_slot: Option<usize>,
     target_eof: bool,
     eof_sent: bool,
     /// Relay -> target: messages the full queue did not take yet.
@@ -121,6 +136,9 @@ impl Conn {
             target_addr: None,
             in_flight: None,
             pending_up: None,
+            up_buf: Vec::new(),
+            target_readable: false,
+            poll_slot: None,
             target_eof: false,
             eof_sent: false,
             stash: VecDeque::new(),
@@ -210,6 +228,42 @@ impl Conn {
             && self.channel.write_window().remaining > 0
     }
 
+    /// True when the pump should read the target: it is connected and still sending, and
+    /// what it sent before is out, and the relay's window has room (otherwise a readable
+    /// target would wake every poll for nothing; its kernel buffer holds the rest).
+    fn wants_target_read(&self) -> bool {
+        self.target.is_some()
+            && !self.target_eof
+            && !self.is_closing()
+            && self.pending_up.is_none()
+            && self.in_flight.is_none()
+            && self.channel.write_window().remaining > 0
+    }
+
+    /// Adds the target socket to the pump's next poll when the connection wants to read
+    /// it and does not already know it is readable.
+    pub fn watch_target(&mut self, targets: &mut Targets) {
+        self.poll_slot = None;
+        if !self.target_readable
+            && self.wants_target_read()
+            && let Some(target) = &self.target
+        {
+            self.poll_slot = Some(targets.watch(target));
+        }
+    }
+
+    /// Takes the poll's answer for the target socket.
+    pub fn saw_poll(&mut self, targets: &Targets) {
+        if let Some(slot) = self.poll_slot.take() {
+            self.target_readable |= targets.readable(slot);
+        }
+    }
+
+    /// True when a target read is due (poll said readable): worth another pass.
+    pub fn can_read_target(&self) -> bool {
+        self.target_readable && self.wants_target_read()
+    }
+
     /// Data or an EOF for this channel waits in libssh2's packet queue (no I/O).
     fn has_queued_input(&self) -> bool {
         self.channel.read_window().available > 0 || self.channel.eof()
@@ -264,7 +318,8 @@ impl Conn {
         }
         // Target -> relay.
         loop {
-            if self.pending_up.is_none() && !self.take_up(&mut step) {
+            if self.pending_up.is_none() && !self.take_up(&mut step) && !self.read_target(&mut step)
+            {
                 break;
             }
             if self.pending_up.is_some() {
@@ -321,7 +376,7 @@ impl Conn {
     }
 
     /// After an abort: a target that answered while we were giving up is shut at once,
-    /// so its copy threads end; other messages are dropped.
+    /// so its worker ends; other messages are dropped.
     fn discard_up(&mut self) {
         while let Ok(message) = self.link.up.try_recv() {
             if let Up::Connected(stream, _) = message {
@@ -343,11 +398,6 @@ impl Conn {
                 self.target_addr = Some(addr);
             }
             Ok(Up::Data(buf)) => self.pending_up = Some((buf, 0)),
-            Ok(Up::Eof) => match self.link.writer_error() {
-                // The reader saw EOF because the writer failed and shut the socket.
-                Some(why) => self.abort(why),
-                None => self.target_eof = true,
-            },
             Ok(Up::DialFailed(why)) => self.abort(format!("target unreachable: {why}")),
             Ok(Up::Refused(why)) => {
                 // The reply is queued ahead of this: send it, then EOF, like a target
@@ -357,10 +407,77 @@ impl Conn {
             }
             Ok(Up::Failed(why)) => self.abort(why),
             Err(TryRecvError::Empty) => return false,
+            // After the platform's EOF the writer's work is done and its thread ends; the
+            // pump reads the target on its own until the target's EOF.
+            Err(TryRecvError::Disconnected) if self.target.is_some() => return false,
             Err(TryRecvError::Disconnected) => self.abort("target worker ended"),
         }
         step.progress = true;
         true
+    }
+
+    /// Target -> relay: one non-blocking read of a target poll found readable, into the
+    /// connection's own buffer, which becomes the pending write. True when something
+    /// changed (bytes, EOF, failure).
+    fn read_target(&mut self, step: &mut Step) -> bool {
+        if !self.can_read_target() {
+            return false;
+        }
+        let Some(target) = &self.target else {
+            return false;
+        };
+        let mut buf = std::mem::take(&mut self.up_buf);
+        if buf.is_empty() {
+            buf.resize(FIRST_READ, 0);
+        }
+        match wake::recv_nowait(target, &mut buf) {
+            Ok(0) => {
+                self.target_readable = false;
+                match self.link.writer_error() {
+                    // EOF because the writer failed and shut the socket.
+                    Some(why) => self.abort(why),
+                    None => self.target_eof = true,
+                }
+            }
+            Ok(n) => {
+                if n < buf.len() {
+                    // Most likely drained: let poll say when there is more.
+                    self.target_readable = false;
+                }
+                let filled = n == buf.len();
+                buf.truncate(n);
+                if filled && buf.capacity() < READ_CHUNK {
+                    // Bulk data: read in big chunks from the next read on.
+                    buf.reserve_exact(READ_CHUNK - n);
+                }
+                self.pending_up = Some((buf, 0));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.target_readable = false;
+                self.up_buf = buf;
+                return false;
+            }
+            Err(e) => {
+                self.target_readable = false;
+                let why = self
+                    .link
+                    .writer_error()
+                    .unwrap_or_else(|| format!("read from target: {e}"));
+                self.abort(why);
+            }
+        }
+        step.progress = true;
+        true
+    }
+
+    /// Keeps a written buffer for the next target read, at its full capacity (bytes beyond
+    /// the last read are zeroed only the first time a buffer grows).
+    fn reuse_up_buf(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() >= self.up_buf.capacity().max(FIRST_READ) {
+            let capacity = buf.capacity();
+            buf.resize(capacity, 0);
+            self.up_buf = buf;
+        }
     }
 
     fn write_up(&mut self, session: &ssh2::Session, step: &mut Step) {
@@ -380,7 +497,7 @@ impl Conn {
                 if *offset == buf.len()
                     && let Some((buf, _)) = self.pending_up.take()
                 {
-                    self.link.recycle(buf);
+                    self.reuse_up_buf(buf);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -526,7 +643,7 @@ impl Conn {
 
     /// Fast path: when the writer thread has written everything it was given, hand the
     /// bytes to the target socket directly with a non-blocking send (MSG_DONTWAIT, so the
-    /// socket's own blocking mode, shared with the copy threads, is untouched). What the
+    /// socket's own blocking mode, shared with the writer thread, is untouched). What the
     /// socket does not take goes to the writer as usual. This saves a thread hand-off per
     /// message on the latency-critical path; order is kept because the writer is idle.
     /// Returns how many bytes the socket took.

@@ -4,7 +4,7 @@
 //!
 //! Shape: `settings` validates everything first; the `supervisor` connects through `relay`
 //! and runs the `pump`, the single owner of the libssh2 session, which hands each
-//! connection to a `worker` (two copy threads, target side) and is guarded by the
+//! connection to a `worker` (a thread that dials and writes the target; the pump reads it) and is guarded by the
 //! `watchdog`.
 
 #![deny(unsafe_code)]

@@ -1,6 +1,6 @@
 //! The pump: the one thread that owns the non-blocking libssh2 session, its listeners
 //! and every channel. It accepts forwarded connections, moves buffers between channels and
-//! copy threads, re-requests refused forwards, probes a quiet relay, and drains on stop.
+//! target sockets and their writer threads, re-requests refused forwards, probes a quiet relay, and drains on stop.
 //!
 //! Why one owner: ssh2 puts one mutex around the session, so a blocking call on one
 //! channel stalls every other one, and threads that poll the socket themselves lose
@@ -23,7 +23,7 @@ use crate::settings::{Reloader, Settings};
 use crate::signals::ReloadHandle;
 use crate::splice::Splice;
 use crate::state::{ConnResult, ForwardState, State};
-use crate::wake::{self, Interest, WakeReceiver, Waker};
+use crate::wake::{self, Interest, Targets, WakeReceiver, Waker};
 use crate::watchdog::Liveness;
 use crate::worker::{self, DynamicPlan, Link, TargetPlan, ThreadCount};
 
@@ -117,6 +117,8 @@ pub struct Pump<'a> {
     threads: ThreadCount,
     next_id: &'a mut u64,
     scratch: Vec<u8>,
+    /// Target sockets of the next poll.
+    targets: Targets,
     /// Connections counted as active in the metrics, so each is counted out once.
     counted: HashSet<u64>,
     /// Who connected to the relay's port, per connection, for the audit trail.
@@ -154,7 +156,7 @@ pub struct PumpParts<'a> {
     pub state: Arc<State>,
     /// systemd notification (watchdog pings from this loop).
     pub notifier: Arc<Notifier>,
-    /// Live copy threads.
+    /// Live worker threads.
     pub threads: ThreadCount,
     /// Connection numbering, kept across sessions.
     pub next_id: &'a mut u64,
@@ -191,6 +193,7 @@ impl<'a> Pump<'a> {
             threads: parts.threads,
             next_id: parts.next_id,
             scratch: vec![0u8; SCRATCH],
+            targets: Targets::default(),
             counted: HashSet::new(),
             origins: HashMap::new(),
             probe: Probe::Idle,
@@ -264,13 +267,21 @@ impl<'a> Pump<'a> {
                 return end;
             }
             if pass.progress {
+                // A busy pump does not sleep, but targets that became readable meanwhile
+                // must not wait for it to go idle: look without sleeping.
+                if let Err(e) = self.poll_targets(Duration::ZERO) {
+                    return PumpEnd::Lost(format!("poll failed: {e}"));
+                }
                 continue;
             }
             // Data or a window adjust another channel's call drained off the socket sits in
             // libssh2's queue and will not make the socket readable again: look before
             // sleeping. Not while a packet waits to go out: that needs POLLOUT, not a spin.
             if !pass.wants_write
-                && (self.conns.iter().any(|c| c.has_unread() || c.can_write())
+                && (self
+                    .conns
+                    .iter()
+                    .any(|c| c.has_unread() || c.can_write() || c.can_read_target())
                     || self.splices.iter().any(Splice::has_unread))
             {
                 continue;
@@ -280,7 +291,16 @@ impl<'a> Pump<'a> {
                 read: self.will_read(),
                 write: pass.wants_write,
             };
-            match wake::wait(self.socket.as_raw_fd(), interest, self.wake_rx, timeout) {
+            self.watch_targets();
+            let waited = wake::wait(
+                self.socket.as_raw_fd(),
+                interest,
+                self.wake_rx,
+                &mut self.targets,
+                timeout,
+            );
+            self.saw_targets();
+            match waited {
                 Ok(ready) => {
                     woken = ready.woken;
                     if ready.socket_readable {
@@ -295,6 +315,36 @@ impl<'a> Pump<'a> {
                 return PumpEnd::Lost("watchdog".into());
             }
         }
+    }
+
+    /// Puts the target sockets the connections want to read into the next poll.
+    fn watch_targets(&mut self) {
+        self.targets.clear();
+        for conn in &mut self.conns {
+            conn.watch_target(&mut self.targets);
+        }
+    }
+
+    /// Hands each connection the poll's answer for its target.
+    fn saw_targets(&mut self) {
+        for conn in &mut self.conns {
+            conn.saw_poll(&self.targets);
+        }
+    }
+
+    /// Polls only the target sockets (no relay socket, no wake line), up to `timeout`.
+    fn poll_targets(&mut self, timeout: Duration) -> std::io::Result<()> {
+        self.watch_targets();
+        if self.targets.is_empty() {
+            return Ok(());
+        }
+        let none = Interest {
+            read: false,
+            write: false,
+        };
+        let waited = wake::wait(-1, none, self.wake_rx, &mut self.targets, timeout);
+        self.saw_targets();
+        waited.map(|_| ())
     }
 
     /// One round over every listener, forward, connection and the probe.
@@ -761,7 +811,7 @@ impl<'a> Pump<'a> {
     fn begin_drain(&mut self) -> Result<(), String> {
         self.drain_started = Some(Instant::now());
         log::info!(
-            "stopping: cancelling forwards, {} connection(s) ({} copy threads) get up to {}s to finish",
+            "stopping: cancelling forwards, {} connection(s) ({} worker threads) get up to {}s to finish",
             self.conns.len(),
             self.threads.get(),
             self.settings.limits.drain_timeout.as_secs()
@@ -902,8 +952,14 @@ impl<'a> Pump<'a> {
                     read: true,
                     write: true,
                 };
-                wake::wait(self.socket.as_raw_fd(), interest, self.wake_rx, RETRY_SOON)
-                    .map_err(|e| format!("poll failed: {e}"))?;
+                wake::wait(
+                    self.socket.as_raw_fd(),
+                    interest,
+                    self.wake_rx,
+                    &mut Targets::default(),
+                    RETRY_SOON,
+                )
+                .map_err(|e| format!("poll failed: {e}"))?;
             }
         }
         Ok(())

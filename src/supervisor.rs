@@ -278,7 +278,7 @@ impl Supervisor {
                 read: false,
                 write: false,
             };
-            match wake::wait(-1, none, &self.wake_rx, left) {
+            match wake::wait(-1, none, &self.wake_rx, &mut wake::Targets::default(), left) {
                 Ok(ready) => self.wake_rx.clear(ready.woken),
                 Err(_) => std::thread::sleep(left.min(Duration::from_millis(100))),
             }

@@ -1,11 +1,13 @@
-//! The pump's wake-up line and its poll(2) wait: the one module with `unsafe` code.
+//! The pump's wake-up line, its poll(2) wait and its non-blocking reads of target
+//! sockets: the one module with `unsafe` code besides the libssh2 bindings.
 //!
-//! Copy threads never touch libssh2; when they hand the pump a buffer (or take one), they
-//! ring the `Waker`. The pump sleeps in `wait` on two fds: the relay socket and the wake
-//! socket. A flag coalesces rings, so a busy connection costs one syscall per pump pass,
-//! not one per buffer.
+//! Worker threads never touch libssh2; when they hand the pump a buffer (or take one), they
+//! ring the `Waker`. The pump sleeps in `wait` on the relay socket, the wake socket and
+//! every target socket it is ready to read. A flag coalesces rings, so a busy connection
+//! costs one syscall per pump pass, not one per buffer.
 
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -94,11 +96,53 @@ pub struct Readiness {
     pub woken: bool,
 }
 
-/// Sleeps until the socket is ready as asked, the waker rings, or the timeout passes.
+/// Target sockets the pump wants to read, for `wait` to watch beside the relay socket.
+/// Refilled before each wait; kept between waits so that no wait allocates.
+#[derive(Default)]
+pub struct Targets {
+    fds: Vec<libc::pollfd>,
+}
+
+impl Targets {
+    /// Forgets the sockets of the last wait.
+    pub fn clear(&mut self) {
+        self.fds.clear();
+    }
+
+    /// Watches `socket` for reading; returns its slot for `readable`.
+    pub fn watch(&mut self, socket: &TcpStream) -> usize {
+        self.fds.push(libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        self.fds.len() - 1
+    }
+
+    /// How many sockets are watched.
+    pub fn len(&self) -> usize {
+        self.fds.len()
+    }
+
+    /// True when no socket is watched.
+    pub fn is_empty(&self) -> bool {
+        self.fds.is_empty()
+    }
+
+    /// The socket in `slot` has data, an EOF or an error to read (after `wait`).
+    pub fn readable(&self, slot: usize) -> bool {
+        let ready = libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+        self.fds.get(slot).is_some_and(|p| p.revents & ready != 0)
+    }
+}
+
+/// Sleeps until the socket is ready as asked, a watched target is readable, the waker
+/// rings, or the timeout passes. A negative `socket` is not watched.
 pub fn wait(
     socket: RawFd,
     interest: Interest,
     wake: &WakeReceiver,
+    targets: &mut Targets,
     timeout: Duration,
 ) -> io::Result<Readiness> {
     let mut events: libc::c_short = 0;
@@ -108,22 +152,32 @@ pub fn wait(
     if interest.write {
         events |= libc::POLLOUT;
     }
-    let mut fds = [
-        libc::pollfd {
-            fd: socket,
-            events,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: wake.rx.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+    // The relay socket and the wake socket go at the end, so that target slots keep the
+    // numbers `Targets::watch` gave them.
+    let own = targets.fds.len();
+    targets.fds.push(libc::pollfd {
+        fd: socket,
+        events,
+        revents: 0,
+    });
+    targets.fds.push(libc::pollfd {
+        fd: wake.rx.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    });
     let timeout_ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: `fds` is a valid, initialised array of two pollfd structs that lives for the
+    // SAFETY: `fds` is a valid, initialised array of pollfd structs that lives for the
     // whole call, and its length is passed alongside it.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    let rc = unsafe {
+        libc::poll(
+            targets.fds.as_mut_ptr(),
+            targets.fds.len() as libc::nfds_t,
+            timeout_ms,
+        )
+    };
+    let relay = targets.fds[own].revents;
+    let woken = targets.fds[own + 1].revents & libc::POLLIN != 0;
+    targets.fds.truncate(own);
     if rc < 0 {
         let err = io::Error::last_os_error();
         if err.kind() == io::ErrorKind::Interrupted {
@@ -133,9 +187,34 @@ pub fn wait(
     }
     let bad = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
     Ok(Readiness {
-        socket_readable: fds[0].revents & (libc::POLLIN | bad) != 0,
-        woken: fds[1].revents & libc::POLLIN != 0,
+        socket_readable: socket >= 0 && relay & (libc::POLLIN | bad) != 0,
+        woken,
     })
+}
+
+/// Reads what a target socket has without blocking (MSG_DONTWAIT: the socket's own
+/// blocking mode is shared with its writer thread and stays untouched). WouldBlock when
+/// there is nothing to read.
+pub fn recv_nowait(socket: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is a valid, writable slice of `buf.len()` bytes for the whole call,
+        // and the fd belongs to a live TcpStream.
+        let rc = unsafe {
+            libc::recv(
+                socket.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if rc >= 0 {
+            return Ok(rc as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -152,26 +231,68 @@ mod tests {
             write: false,
         };
         let started = Instant::now();
-        let r = wait(a.as_raw_fd(), none, &rx, Duration::from_millis(50)).unwrap();
+        let r = wait(
+            a.as_raw_fd(),
+            none,
+            &rx,
+            &mut Targets::default(),
+            Duration::from_millis(50),
+        )
+        .unwrap();
         assert!(!r.woken && started.elapsed() >= Duration::from_millis(40));
         let w = waker.clone();
         std::thread::spawn(move || w.wake());
-        let r = wait(a.as_raw_fd(), none, &rx, Duration::from_secs(5)).unwrap();
+        let r = wait(
+            a.as_raw_fd(),
+            none,
+            &rx,
+            &mut Targets::default(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         assert!(r.woken);
         rx.clear(r.woken);
-        let r = wait(a.as_raw_fd(), none, &rx, Duration::from_millis(10)).unwrap();
+        let r = wait(
+            a.as_raw_fd(),
+            none,
+            &rx,
+            &mut Targets::default(),
+            Duration::from_millis(10),
+        )
+        .unwrap();
         assert!(!r.woken);
         // A byte written while the flag is already clear (a pre-empted ringer) is drained
         // once a wait has seen it.
         (&rx.inner.tx).write_all(&[1]).unwrap();
-        let r = wait(a.as_raw_fd(), none, &rx, Duration::from_secs(5)).unwrap();
+        let r = wait(
+            a.as_raw_fd(),
+            none,
+            &rx,
+            &mut Targets::default(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         assert!(r.woken);
         rx.clear(r.woken);
-        let r = wait(a.as_raw_fd(), none, &rx, Duration::from_millis(10)).unwrap();
+        let r = wait(
+            a.as_raw_fd(),
+            none,
+            &rx,
+            &mut Targets::default(),
+            Duration::from_millis(10),
+        )
+        .unwrap();
         assert!(!r.woken, "the stray byte must be drained");
         // After clear, a new ring writes again.
         waker.wake();
-        let r = wait(a.as_raw_fd(), none, &rx, Duration::from_secs(5)).unwrap();
+        let r = wait(
+            a.as_raw_fd(),
+            none,
+            &rx,
+            &mut Targets::default(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         assert!(r.woken);
     }
 }

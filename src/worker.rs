@@ -1,9 +1,10 @@
 //! The target side of one forwarded connection: a worker thread dials the target, then
-//! reads it (target -> pump) while its paired writer thread writes to it (pump -> target).
-//! Neither ever touches libssh2: they trade buffers with the pump over bounded queues,
-//! which is what carries back-pressure end to end.
+//! writes to it (pump -> target) what the pump could not hand the socket directly. The
+//! pump reads the target itself, without blocking, when poll says it is readable (as
+//! `ssh -R` does): no thread hand-off on the way back. The worker never touches libssh2:
+//! it trades buffers with the pump over bounded queues, which carry back-pressure.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,21 +18,10 @@ use crate::dynamic::{self, Policy};
 use crate::net;
 use crate::wake::Waker;
 
-/// Bytes read from a target at once. Two SSH packets' worth (libssh2 sends at most
-/// 32700 bytes per packet), so a bulk transfer costs one queue hop per two packets.
-pub const READ_CHUNK: usize = 64 * 1024;
-/// Reads shorter than this are copied into an exact-size buffer, so idle or chatty
-/// connections do not pin 64 KiB buffers in the queues.
-const SMALL_READ: usize = 4096;
-/// A connection starts reading with a buffer this big and switches to READ_CHUNK once a
-/// read fills it: 500 idle connections then hold 500 x 8 KiB, not 500 x 64 KiB.
-const FIRST_READ: usize = 8 * 1024;
-/// Buffers queued per direction per connection. With READ_CHUNK this bounds what flytube
-/// holds for one connection to about 4 x 64 KiB each way, however slow a side is.
+/// Buffers queued relay -> target per connection: with the pump's 64 KiB reads this
+/// bounds what flytube holds for one slow target to about 4 x 64 KiB.
 pub const QUEUE_DEPTH: usize = 4;
-/// Buffers a reader keeps for reuse: enough to cover the queue plus the one in the pump.
-const SPARE_BUFFERS: usize = QUEUE_DEPTH + 2;
-/// Stack of the copy threads: they keep their buffers on the heap, so thousands of
+/// Stack of the worker threads: they keep their buffers on the heap, so thousands of
 /// connections cost little address space.
 pub const COPY_THREAD_STACK: usize = 128 * 1024;
 
@@ -45,11 +35,9 @@ pub enum Up {
     /// A dynamic-forward request was refused (not allowed, unreachable, malformed); the
     /// reply has been queued as `Data` before this. Ends the target side like an EOF.
     Refused(String),
-    /// Bytes the target sent.
+    /// Bytes for the relay from the worker itself (a dynamic forward's reply).
     Data(Vec<u8>),
-    /// The target finished sending (FIN).
-    Eof,
-    /// Reading from or writing to the target failed.
+    /// Writing to the target failed.
     Failed(String),
 }
 
@@ -70,10 +58,6 @@ pub struct Link {
     pub down: Sender<Down>,
     /// The relay -> target protocol shared with the writer (docs in downstream.rs).
     downstream: Arc<Downstream>,
-    /// Buffers the pump has written to the relay, back to the reader for its next reads:
-    /// a bulk transfer then reuses a handful of 64 KiB buffers instead of allocating (and
-    /// zeroing, and faulting in) a fresh one per read.
-    spare: Sender<Vec<u8>>,
 }
 
 impl Link {
@@ -81,20 +65,10 @@ impl Link {
     pub fn closed() -> Link {
         let (_, up) = bounded(0);
         let (down, _) = bounded(0);
-        let (spare, _) = bounded(0);
         Link {
             up,
             down,
             downstream: Arc::new(Downstream::default()),
-            spare,
-        }
-    }
-
-    /// Hands a buffer the pump has finished with back to the reader (dropped when the
-    /// reader has enough, or is gone).
-    pub fn recycle(&self, buf: Vec<u8>) {
-        if buf.capacity() >= READ_CHUNK {
-            let _ = self.spare.try_send(buf);
         }
     }
 
@@ -122,7 +96,7 @@ impl Link {
     }
 }
 
-/// Counts live copy threads (for logs, drain and tests of leaks).
+/// Counts live worker threads (for logs, drain and tests of leaks).
 #[derive(Clone, Default)]
 pub struct ThreadCount(Arc<AtomicUsize>);
 
@@ -174,7 +148,6 @@ pub struct DynamicPlan {
 pub fn spawn(id: u64, plan: TargetPlan, waker: Waker, threads: ThreadCount) -> io::Result<Link> {
     let (up_tx, up_rx) = bounded(QUEUE_DEPTH);
     let (down_tx, down_rx) = bounded(QUEUE_DEPTH);
-    let (spare_tx, spare_rx) = bounded(SPARE_BUFFERS);
     let downstream = Arc::new(Downstream::default());
     let shared = downstream.clone();
     let guard = threads.enter();
@@ -183,13 +156,12 @@ pub fn spawn(id: u64, plan: TargetPlan, waker: Waker, threads: ThreadCount) -> i
         .stack_size(COPY_THREAD_STACK)
         .spawn(move || {
             let _guard = guard;
-            run_worker(id, plan, waker, threads, (up_tx, spare_rx), down_rx, shared);
+            run_worker(id, plan, waker, up_tx, down_rx, shared);
         })?;
     Ok(Link {
         up: up_rx,
         down: down_tx,
         downstream,
-        spare: spare_tx,
     })
 }
 
@@ -197,8 +169,7 @@ fn run_worker(
     id: u64,
     plan: TargetPlan,
     waker: Waker,
-    threads: ThreadCount,
-    (up, spare): (Sender<Up>, Receiver<Vec<u8>>),
+    up: Sender<Up>,
     down: Receiver<Down>,
     flags: Arc<Downstream>,
 ) {
@@ -230,9 +201,9 @@ fn run_worker(
             return;
         }
     };
-    let (for_pump, for_writer) = match (stream.try_clone(), stream.try_clone()) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
+    let for_pump = match stream.try_clone() {
+        Ok(clone) => clone,
+        Err(e) => {
             send_up(Up::DialFailed(format!("cannot clone socket: {e}")));
             return;
         }
@@ -241,22 +212,7 @@ fn run_worker(
         // The pump gave up on this connection while we were dialing.
         return;
     }
-    let writer_waker = waker.clone();
-    let writer_up = up.clone();
-    let guard = threads.enter();
-    let spawned = thread::Builder::new()
-        .name(format!("conn-{id}-w"))
-        .stack_size(COPY_THREAD_STACK)
-        .spawn(move || {
-            let _guard = guard;
-            copy_to_target(for_writer, down, flags, writer_waker, writer_up);
-        });
-    if let Err(e) = spawned {
-        let _ = stream.shutdown(Shutdown::Both);
-        send_up(Up::Failed(format!("cannot start writer thread: {e}")));
-        return;
-    }
-    copy_from_target(stream, &spare, send_up);
+    copy_to_target(stream, down, flags, waker, up);
 }
 
 /// A dynamic-forward connection up to the point where bytes can flow: the client's
@@ -366,58 +322,6 @@ fn dial_target(plan: &TargetPlan) -> Result<(TcpStream, SocketAddr), String> {
     Ok((dialed.stream, dialed.addr))
 }
 
-/// Target -> pump. Blocking reads; a full queue blocks us, which stops reading the target.
-fn copy_from_target(
-    mut stream: TcpStream,
-    spare: &Receiver<Vec<u8>>,
-    send_up: impl Fn(Up) -> bool,
-) {
-    let mut buf = vec![0u8; FIRST_READ];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                send_up(Up::Eof);
-                return;
-            }
-            Ok(n) if n < SMALL_READ => {
-                if !send_up(Up::Data(buf[..n].to_vec())) {
-                    return;
-                }
-            }
-            Ok(n) => {
-                // A full buffer means bulk data: read in big chunks from now on.
-                let next = if n == buf.len() {
-                    READ_CHUNK
-                } else {
-                    buf.len()
-                };
-                let mut full = std::mem::replace(&mut buf, reuse(spare, next));
-                full.truncate(n);
-                if !send_up(Up::Data(full)) {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                send_up(Up::Failed(format!("read from target: {e}")));
-                return;
-            }
-        }
-    }
-}
-
-/// A read buffer of `len` bytes: one the pump gave back if there is one (already full
-/// length after a bulk read, so nothing is zeroed), else a fresh one.
-fn reuse(spare: &Receiver<Vec<u8>>, len: usize) -> Vec<u8> {
-    match spare.try_recv() {
-        Ok(mut buf) => {
-            buf.resize(len, 0);
-            buf
-        }
-        Err(_) => vec![0u8; len],
-    }
-}
-
 /// Pump -> target. Ends on the platform's EOF (half-close) or when the pump hangs up.
 fn copy_to_target(
     mut stream: TcpStream,
@@ -433,7 +337,7 @@ fn copy_to_target(
                 let written = stream.write_all(&buf);
                 shared.written();
                 if let Err(e) = written {
-                    // Tell the pump why, and make the reader stop too.
+                    // Tell the pump why; the shut socket ends its reads too.
                     let why = format!("write to target: {e}");
                     shared.failed(why.clone());
                     let _ = up.try_send(Up::Failed(why));

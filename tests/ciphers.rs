@@ -53,7 +53,12 @@ fn round_trip_with(sshd_lines: &str, cipher: &str, mib: usize) -> Flytube {
     flytube.assert_logged(&format!("cipher {cipher}"));
     let data = random_bytes(mib << 20, mib as u64);
     let back = odd_round_trip(source, &data);
-    assert_eq!(back.len(), data.len(), "{cipher}: length");
+    assert_eq!(
+        back.len(),
+        data.len(),
+        "{cipher}: length; flytube's log:\n{}",
+        flytube.output()
+    );
     assert!(back == data, "{cipher}: the echoed bytes differ");
     flytube
 }

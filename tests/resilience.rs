@@ -163,7 +163,7 @@ fn churn_of_1500_connections_leaks_no_fds_or_threads() {
     let (_echo, source, flytube) = echo_tunnel(&relay, &[]);
     assert_eq!(echo_round_trip(source, b"warm"), b"warm");
     flytube.wait_for("completed", Duration::from_secs(5));
-    // The warm-up connection's copy threads end just after its log line: wait until the
+    // The warm-up connection's worker thread ends just after its log line: wait until the
     // counts hold still before taking the baseline.
     let before = steady_fds_and_threads(flytube.pid());
     for i in 0..1500u32 {
@@ -171,7 +171,7 @@ fn churn_of_1500_connections_leaks_no_fds_or_threads() {
         assert_eq!(echo_round_trip(source, &payload), payload);
     }
     flytube.wait_for_n("completed", 1501, Duration::from_secs(30));
-    // Copy threads end right after their connection's log line; give them a moment.
+    // Worker threads end right after their connection's log line; give them a moment.
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut after = fds_and_threads(flytube.pid());
     while after != before && Instant::now() < deadline {
