@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Interleaved A/B: flytube binaries and OpenSSH `ssh -R` up at the same time against one
+relay, measured in turns (A, B, A, B, ...) so that the machine's load swings hit every
+connector alike. For small figures that a shared machine makes noisy: RTT, redis-benchmark,
+ab. Prints the median of each figure per connector and the ratio to the first one.
+
+    python3 bench/interleave.py [--rounds 9] [--cipher C] [--flytube BIN ...] [--what rtt,redis,ab]
+
+With no --flytube, target/release/flytube is compared with OpenSSH; with several, each is
+measured beside OpenSSH (e.g. the tree before and after a change).
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (the same relay, targets and clients as bench.py)
+
+
+def measure(kind_port, what, quick):
+    """One turn of every figure in `what` through the forwards in `kind_port`."""
+    ports, extra = kind_port
+    out = {}
+    if "rtt" in what:
+        p50, p99 = bench.rtt(ports["echo"], 500 if quick else 2000, warmup=100)
+        out["RTT p50 (ms)"] = p50
+        out["RTT p99 (ms)"] = p99
+    if "redis" in what and "redis" in extra:
+        for label, args, n in (("redis -c 1", ["-c", "1"], 3000),
+                               ("redis -c 50", ["-c", "50"], 20000),
+                               ("redis -P 16 -c 20", ["-P", "16", "-c", "20"], 100000)):
+            got = bench.redis_benchmark(extra["redis"], args, n)
+            for cmd, value in (got or {}).items():
+                out[f"{label} {cmd} (req/s)"] = value
+    if "ab" in what and "nginx" in extra:
+        out["ab new -c 10 (req/s)"] = bench.apache_bench(extra["nginx"], 2000, 10, False)
+        out["ab keep-alive -c 10 (req/s)"] = bench.apache_bench(extra["nginx"], 20000, 10, True)
+    return out
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--cipher", default="aes256-gcm@openssh.com")
+    ap.add_argument("--flytube", action="append", help="flytube binary (repeatable)")
+    ap.add_argument("--what", default="rtt,redis,ab")
+    ap.add_argument("--quick", action="store_true", help="fewer round trips per turn")
+    args = ap.parse_args(argv)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    binaries = args.flytube or [os.path.join(root, "target/release/flytube")]
+    what = set(args.what.split(","))
+    bench.raise_nofile()
+    procs = bench.Procs()
+    d = tempfile.mkdtemp(prefix="flytube-interleave.")
+    try:
+        user = os.environ.get("USER") or "root"
+        relay_port = bench.free_port()
+        bench.make_keys(d, user, relay_port)
+        bench.start_relay(procs, d, relay_port, [args.cipher])
+        _, echo_port = bench.start_echo(procs)
+        extra_targets = {}
+        if "redis" in what and shutil.which("redis-server"):
+            extra_targets["redis"] = bench.start_redis(procs, d)[1]
+        if "ab" in what and bench.nginx_binary():
+            extra_targets["nginx"] = bench.start_nginx(procs, d)[1]
+        connectors = []
+        for i, binary in enumerate(binaries):
+            ns = argparse.Namespace(flytube=binary)
+            c = bench.start_connector(procs, f"flytube{i}", ns, d, relay_port, user,
+                                      args.cipher, echo_port, echo_port,
+                                      extra_targets=extra_targets)
+            connectors.append((f"flytube {os.path.basename(binary)}", c))
+        c = bench.start_connector(procs, "openssh", None, d, relay_port, user, args.cipher,
+                                  echo_port, echo_port, extra_targets=extra_targets)
+        connectors.append(("ssh -R", c))
+        samples = {name: {} for name, _ in connectors}
+        for r in range(args.rounds):
+            order = connectors if r % 2 == 0 else list(reversed(connectors))
+            for name, c in order:
+                got = measure(({"echo": c.fwd_echo}, c.fwd_extra), what, args.quick)
+                for key, value in got.items():
+                    samples[name].setdefault(key, []).append(value)
+            bench.log(f"round {r + 1}/{args.rounds} done")
+        names = [name for name, _ in connectors]
+        base = names[-1]
+        keys = list(samples[base].keys())
+        print(f"\ncipher {args.cipher}, {args.rounds} interleaved rounds, medians; "
+              f"ratio = connector / {base}")
+        head = ["figure"] + [f"{n}" for n in names] + [f"{n} / {base}" for n in names[:-1]]
+        print(" | ".join(head))
+        for key in keys:
+            meds = [bench.median(samples[n].get(key, [0])) for n in names]
+            ratios = [f"{m / meds[-1]:.2f}" if meds[-1] else "-" for m in meds[:-1]]
+            print(" | ".join([key] + [f"{m:.3f}" if m < 10 else f"{m:.0f}" for m in meds]
+                             + ratios))
+    finally:
+        procs.stop_all()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
