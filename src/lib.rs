@@ -29,6 +29,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod pool;
 pub mod proxy;
 pub mod pump;
 pub mod relay;

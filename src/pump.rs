@@ -1,6 +1,7 @@
 //! The pump: the one thread that owns the non-blocking libssh2 session, its listeners
-//! and every channel. It accepts forwarded connections, moves buffers between channels and
-//! target sockets and their writer threads, re-requests refused forwards, probes a quiet relay, and drains on stop.
+//! and every channel. It accepts forwarded connections, moves bytes between channels,
+//! target sockets and their writer threads, re-requests refused forwards, probes a quiet
+//! relay, and drains on stop.
 //!
 //! Why one owner: ssh2 puts one mutex around the session, so a blocking call on one
 //! channel stalls every other one, and threads that poll the socket themselves lose
@@ -19,13 +20,14 @@ use crate::forward::ForwardSpec;
 use crate::forward::{Via, join_host_port};
 use crate::libssh2;
 use crate::notify::Notifier;
+use crate::pool::Pool;
 use crate::settings::{Reloader, Settings};
 use crate::signals::ReloadHandle;
 use crate::splice::Splice;
 use crate::state::{ConnResult, ForwardState, State};
 use crate::wake::{self, Interest, Targets, WakeReceiver, Waker};
 use crate::watchdog::Liveness;
-use crate::worker::{self, DynamicPlan, Link, TargetPlan, ThreadCount};
+use crate::worker::{self, DynamicPlan, Link, TargetPlan};
 
 /// Longest sleep when nothing is due: housekeeping (idle limits, drain, close grace) runs
 /// at least this often.
@@ -114,7 +116,7 @@ pub struct Pump<'a> {
     liveness: Arc<Liveness>,
     state: Arc<State>,
     notifier: Arc<Notifier>,
-    threads: ThreadCount,
+    pool: Pool,
     next_id: &'a mut u64,
     scratch: Vec<u8>,
     /// Target sockets of the next poll.
@@ -156,8 +158,8 @@ pub struct PumpParts<'a> {
     pub state: Arc<State>,
     /// systemd notification (watchdog pings from this loop).
     pub notifier: Arc<Notifier>,
-    /// Live worker threads.
-    pub threads: ThreadCount,
+    /// Worker threads, parked between connections.
+    pub pool: Pool,
     /// Connection numbering, kept across sessions.
     pub next_id: &'a mut u64,
 }
@@ -190,7 +192,7 @@ impl<'a> Pump<'a> {
             liveness: parts.liveness,
             state: parts.state,
             notifier: parts.notifier,
-            threads: parts.threads,
+            pool: parts.pool,
             next_id: parts.next_id,
             scratch: vec![0u8; SCRATCH],
             targets: Targets::default(),
@@ -573,7 +575,7 @@ impl<'a> Pump<'a> {
             connect_timeout: self.settings.limits.target_connect_timeout,
         };
         log::debug!("conn {id}: new on {spec}");
-        match worker::spawn(id, plan, self.waker.clone(), self.threads.clone()) {
+        match worker::spawn(id, plan, self.waker.clone(), &self.pool) {
             Ok(link) => {
                 self.slots[forward].state.opened();
                 self.counted.insert(id);
@@ -811,9 +813,9 @@ impl<'a> Pump<'a> {
     fn begin_drain(&mut self) -> Result<(), String> {
         self.drain_started = Some(Instant::now());
         log::info!(
-            "stopping: cancelling forwards, {} connection(s) ({} worker threads) get up to {}s to finish",
+            "stopping: cancelling forwards, {} connection(s) ({} busy worker threads) get up to {}s to finish",
             self.conns.len(),
-            self.threads.get(),
+            self.pool.live() - self.pool.parked(),
             self.settings.limits.drain_timeout.as_secs()
         );
         self.settle_in_flight()?;

@@ -9,6 +9,7 @@ use crate::cert::{Certificate, Severity};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::notify::{self, Notifier};
+use crate::pool::Pool;
 use crate::proxy::ProxyChoice;
 use crate::pump::{Pump, PumpEnd, PumpParts};
 use crate::relay::{self, Connected, Negotiated};
@@ -18,7 +19,6 @@ use crate::signals::{ReloadHandle, StopHandle};
 use crate::state::{ForwardState, State};
 use crate::wake::{self, Interest, WakeReceiver, Waker};
 use crate::watchdog::{self, Liveness};
-use crate::worker::ThreadCount;
 
 /// A session that lasted this long resets the reconnect backoff.
 pub const STABLE_AFTER: Duration = Duration::from_secs(60);
@@ -33,7 +33,7 @@ pub struct Supervisor {
     stop: StopHandle,
     waker: Waker,
     wake_rx: WakeReceiver,
-    threads: ThreadCount,
+    pool: Pool,
     /// Connection ids stay unique across sessions, so log lines never mix two connections.
     next_id: u64,
 }
@@ -57,7 +57,7 @@ impl Supervisor {
             stop,
             waker,
             wake_rx,
-            threads: ThreadCount::default(),
+            pool: Pool::default(),
             next_id: 0,
         })
     }
@@ -236,7 +236,7 @@ impl Supervisor {
             liveness,
             state: self.state.clone(),
             notifier: self.notifier.clone(),
-            threads: self.threads.clone(),
+            pool: self.pool.clone(),
             next_id: &mut self.next_id,
         });
         let (end, settings) = pump.run();

@@ -7,8 +7,6 @@
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
@@ -16,15 +14,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounde
 use crate::downstream::Downstream;
 use crate::dynamic::{self, Policy};
 use crate::net;
+use crate::pool::Pool;
 use crate::wake::Waker;
 
 /// Buffers queued relay -> target per connection: with the pump's 64 KiB reads this
 /// bounds what flytube holds for one slow target to about 4 x 64 KiB.
 pub const QUEUE_DEPTH: usize = 4;
-/// Stack of the worker threads: they keep their buffers on the heap, so thousands of
-/// connections cost little address space.
-pub const COPY_THREAD_STACK: usize = 128 * 1024;
-
 /// From the target side to the pump.
 #[derive(Debug)]
 pub enum Up {
@@ -96,30 +91,6 @@ impl Link {
     }
 }
 
-/// Counts live worker threads (for logs, drain and tests of leaks).
-#[derive(Clone, Default)]
-pub struct ThreadCount(Arc<AtomicUsize>);
-
-impl ThreadCount {
-    /// Threads alive now.
-    pub fn get(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-
-    fn enter(&self) -> ThreadGuard {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        ThreadGuard(self.0.clone())
-    }
-}
-
-struct ThreadGuard(Arc<AtomicUsize>);
-
-impl Drop for ThreadGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// Where and how to dial.
 #[derive(Clone)]
 pub struct TargetPlan {
@@ -144,20 +115,14 @@ pub struct DynamicPlan {
     pub handshake_timeout: Duration,
 }
 
-/// Starts the worker of connection `id` and returns the pump's ends of its queues.
-pub fn spawn(id: u64, plan: TargetPlan, waker: Waker, threads: ThreadCount) -> io::Result<Link> {
+/// Starts the worker of connection `id` on a pooled thread and returns the pump's ends
+/// of its queues.
+pub fn spawn(id: u64, plan: TargetPlan, waker: Waker, pool: &Pool) -> io::Result<Link> {
     let (up_tx, up_rx) = bounded(QUEUE_DEPTH);
     let (down_tx, down_rx) = bounded(QUEUE_DEPTH);
     let downstream = Arc::new(Downstream::default());
     let shared = downstream.clone();
-    let guard = threads.enter();
-    thread::Builder::new()
-        .name(format!("conn-{id}"))
-        .stack_size(COPY_THREAD_STACK)
-        .spawn(move || {
-            let _guard = guard;
-            run_worker(id, plan, waker, up_tx, down_rx, shared);
-        })?;
+    pool.run(move || run_worker(id, plan, waker, up_tx, down_rx, shared))?;
     Ok(Link {
         up: up_rx,
         down: down_tx,

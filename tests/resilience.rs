@@ -163,25 +163,60 @@ fn churn_of_1500_connections_leaks_no_fds_or_threads() {
     let (_echo, source, flytube) = echo_tunnel(&relay, &[]);
     assert_eq!(echo_round_trip(source, b"warm"), b"warm");
     flytube.wait_for("completed", Duration::from_secs(5));
-    // The warm-up connection's worker thread ends just after its log line: wait until the
-    // counts hold still before taking the baseline.
+    // Take the baseline once the counts hold still; the warm-up's worker thread may be
+    // parked in it (flytube keeps finished workers for the next connection a while).
     let before = steady_fds_and_threads(flytube.pid());
     for i in 0..1500u32 {
         let payload = i.to_be_bytes();
         assert_eq!(echo_round_trip(source, &payload), payload);
     }
     flytube.wait_for_n("completed", 1501, Duration::from_secs(30));
-    // Worker threads end right after their connection's log line; give them a moment.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // Parked workers end after flytube::pool::PARK without a connection: by then every
+    // descriptor is back to the baseline and no thread is left over.
+    let deadline = Instant::now() + flytube::pool::PARK + Duration::from_secs(5);
     let mut after = fds_and_threads(flytube.pid());
-    while after != before && Instant::now() < deadline {
+    while (after.0 != before.0 || after.1 > before.1) && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
         after = fds_and_threads(flytube.pid());
     }
     assert_eq!(
-        after, before,
-        "(fds, threads) before and after 1500 connections"
+        after.0, before.0,
+        "descriptors before and after 1500 connections"
     );
+    assert!(
+        after.1 <= before.1,
+        "threads before and after 1500 connections: {} then {}",
+        before.1,
+        after.1
+    );
+}
+
+#[test]
+fn parked_workers_are_reused_and_then_end() {
+    let relay = Relay::start();
+    let (_echo, source, flytube) = echo_tunnel(&relay, &[]);
+    let idle = steady_fds_and_threads(flytube.pid()).1;
+    for i in 0..200u32 {
+        let payload = i.to_be_bytes();
+        assert_eq!(echo_round_trip(source, &payload), payload);
+    }
+    flytube.wait_for_n("completed", 200, Duration::from_secs(30));
+    // One connection at a time: the same parked thread (or two) served them all, and it
+    // is still there, parked, right after.
+    let busy = fds_and_threads(flytube.pid()).1;
+    assert!(
+        (idle + 1..=idle + 2).contains(&busy),
+        "200 serial connections left {} threads beside the {idle} of an idle flytube \
+         (expected 1 or 2 parked)",
+        busy as i64 - idle as i64
+    );
+    let deadline = Instant::now() + flytube::pool::PARK + Duration::from_secs(5);
+    let mut now = busy;
+    while now > idle && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+        now = fds_and_threads(flytube.pid()).1;
+    }
+    assert_eq!(now, idle, "parked workers end once no connection comes");
 }
 
 #[test]
