@@ -255,7 +255,12 @@ impl<'a> Pump<'a> {
                 }
             }
             let mut pass = Pass::default();
-            if let Err(reason) = self.one_pass(&mut pass) {
+            let corked = self.cork_if_busy();
+            let passed = self.one_pass(&mut pass);
+            if corked {
+                self.uncork();
+            }
+            if let Err(reason) = passed {
                 return PumpEnd::Lost(reason);
             }
             if pass.inbound {
@@ -1012,6 +1017,26 @@ impl<'a> Pump<'a> {
         {
             let _ = socket2::SockRef::from(&self.socket).set_tcp_quickack(true);
         }
+    }
+
+    /// When several targets have data for the relay, this pass will send as many small
+    /// packets (one per channel, each its own send in libssh2): cork the relay socket so
+    /// that the kernel sends them as full segments at the end of the pass, as one
+    /// wake-up of the relay, instead of one segment and one wake-up per packet. True
+    /// when corked; `uncork` must follow the pass.
+    fn cork_if_busy(&self) -> bool {
+        let ready = self.conns.iter().filter(|c| c.can_read_target()).count();
+        if ready < 2 {
+            return false;
+        }
+        socket2::SockRef::from(&self.socket)
+            .set_tcp_cork(true)
+            .is_ok()
+    }
+
+    /// Sends what a corked pass queued.
+    fn uncork(&self) {
+        let _ = socket2::SockRef::from(&self.socket).set_tcp_cork(false);
     }
 
     fn sleep_limit(&self, pass: &Pass) -> Duration {
