@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Interleaved A/B: flytube binaries and OpenSSH `ssh -R` up at the same time against one
 relay, measured in turns (A, B, A, B, ...) so that the machine's load swings hit every
-connector alike. For small figures that a shared machine makes noisy: RTT, redis-benchmark,
-ab. Prints the median of each figure per connector and the ratio to the first one.
+connector alike. For the figures that a shared machine makes noisy: throughput and CPU per GB
+(iperf3, 1 stream), RTT, redis-benchmark, ab. Prints the median of each figure per connector and the ratio to the first one.
 
-    python3 bench/interleave.py [--rounds 9] [--cipher C] [--flytube BIN ...] [--what rtt,redis,ab]
+    python3 bench/interleave.py [--rounds 9] [--cipher C] [--flytube BIN ...] [--what tput,rtt,redis,ab]
 
 With no --flytube, target/release/flytube is compared with OpenSSH; with several, each is
 measured beside OpenSSH (e.g. the tree before and after a change).
@@ -20,10 +20,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the same relay, targets and clients as bench.py)
 
 
-def measure(kind_port, what, quick):
-    """One turn of every figure in `what` through the forwards in `kind_port`."""
-    ports, extra = kind_port
+def measure(ctx, c, what, quick):
+    """One turn of every figure in `what` through connector `c`'s forwards."""
+    ports, extra = {"echo": c.fwd_echo}, c.fwd_extra
     out = {}
+    if "tput" in what:
+        for label, reverse in (("relay->target", False), ("target->relay", True)):
+            cpu0 = bench.proc_cpu_s(c.pid)
+            mbps, nbytes = bench.iperf(ctx, c.fwd_iperf, 2 if quick else 4, 1, reverse)
+            cpu = bench.proc_cpu_s(c.pid) - cpu0
+            if mbps:
+                out[f"throughput {label} (MB/s)"] = mbps
+                out[f"CPU per GB {label} (s/GB)"] = cpu / (nbytes / 1e9)
     if "rtt" in what:
         p50, p99 = bench.rtt(ports["echo"], 500 if quick else 2000, warmup=100)
         out["RTT p50 (ms)"] = p50
@@ -46,7 +54,7 @@ def main(argv):
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--cipher", default="aes256-gcm@openssh.com")
     ap.add_argument("--flytube", action="append", help="flytube binary (repeatable)")
-    ap.add_argument("--what", default="rtt,redis,ab")
+    ap.add_argument("--what", default="tput,rtt,redis,ab")
     ap.add_argument("--quick", action="store_true", help="fewer round trips per turn")
     args = ap.parse_args(argv)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,6 +69,9 @@ def main(argv):
         bench.make_keys(d, user, relay_port)
         bench.start_relay(procs, d, relay_port, [args.cipher])
         _, echo_port = bench.start_echo(procs)
+        ctx = bench.Ctx(args, procs, d)
+        ctx.iperf_proc, ctx.iperf_port = bench.start_iperf3(procs, d)
+        iperf_port = ctx.iperf_port
         extra_targets = {}
         if "redis" in what and shutil.which("redis-server"):
             extra_targets["redis"] = bench.start_redis(procs, d)[1]
@@ -70,17 +81,17 @@ def main(argv):
         for i, binary in enumerate(binaries):
             ns = argparse.Namespace(flytube=binary)
             c = bench.start_connector(procs, f"flytube{i}", ns, d, relay_port, user,
-                                      args.cipher, echo_port, echo_port,
+                                      args.cipher, iperf_port, echo_port,
                                       extra_targets=extra_targets)
             connectors.append((f"flytube {os.path.basename(binary)}", c))
         c = bench.start_connector(procs, "openssh", None, d, relay_port, user, args.cipher,
-                                  echo_port, echo_port, extra_targets=extra_targets)
+                                  iperf_port, echo_port, extra_targets=extra_targets)
         connectors.append(("ssh -R", c))
         samples = {name: {} for name, _ in connectors}
         for r in range(args.rounds):
             order = connectors if r % 2 == 0 else list(reversed(connectors))
             for name, c in order:
-                got = measure(({"echo": c.fwd_echo}, c.fwd_extra), what, args.quick)
+                got = measure(ctx, c, what, args.quick)
                 for key, value in got.items():
                     samples[name].setdefault(key, []).append(value)
             bench.log(f"round {r + 1}/{args.rounds} done")

@@ -44,7 +44,7 @@ const DRAIN_IDLE: Duration = Duration::from_millis(500);
 /// How long closing channels get after the drain before the session is cut.
 const FINAL_CLOSE: Duration = Duration::from_secs(2);
 /// Size of the pump's channel read buffer: libssh2 fills it from several queued packets.
-const SCRATCH: usize = 64 * 1024;
+const SCRATCH: usize = 256 * 1024;
 
 /// Why the pump returned.
 #[derive(Debug)]

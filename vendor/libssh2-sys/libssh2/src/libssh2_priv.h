@@ -615,7 +615,13 @@ struct endpoint_data {
     char *lang_prefs;
 };
 
-#define PACKETBUFSIZE MAX_SSH_PACKET_LEN
+/* Raw incoming data is read from the socket into this buffer, as much as fits
+   per recv() call. It must hold at least one whole packet (for ciphers that need
+   the full packet before decrypting); more means fewer recv() calls at bulk
+   rates: with room for four packets one call takes what a fast socket has
+   queued, instead of one packet's worth at a time. */
+#define RECV_BUFFER_SIZE (4 * MAX_SSH_PACKET_LEN)
+#define PACKETBUFSIZE RECV_BUFFER_SIZE
 
 struct transportpacket {
     /* ------------- for incoming data --------------- */
