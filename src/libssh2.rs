@@ -1,8 +1,11 @@
 //! Small facts about libssh2 that several parts rely on: its error codes by name, its
-//! millisecond timeouts, what the linked library supports, and the one call ssh2 does not
-//! wrap (the originator of an accepted forwarded channel). One of the two modules allowed
-//! `unsafe` (with wake.rs): one FFI call, commented. See docs/libssh2.md.
+//! millisecond timeouts, what the linked library supports, and the calls ssh2 does not
+//! wrap (the originator of an accepted forwarded channel, the pump's receive gate). One of
+//! the two modules allowed `unsafe` (with wake.rs): each FFI call commented. See
+//! docs/libssh2.md.
 
+use std::cell::Cell;
+use std::os::raw::{c_int, c_void};
 use std::time::Duration;
 
 pub use libssh2_sys::{
@@ -50,6 +53,102 @@ pub fn accepted_originator(session: &ssh2::Session) -> Option<(String, u16)> {
         .to_string_lossy()
         .into_owned();
     Some((text, u16::try_from(port).unwrap_or(0)))
+}
+
+/// The pump's receive gate: whether libssh2's next recv() on the relay socket may be
+/// answered "would block" without a system call.
+///
+/// Every libssh2 call (accept, channel read, channel write) first reads the socket until it
+/// would block, so a pass over many channels costs one failing recv() per call, several per
+/// message. A recv() that returned less than it asked for found the socket empty; from then
+/// until poll(2) reports the socket readable again, another recv() can only fail, and the
+/// gate answers EAGAIN itself. It is per thread (the pump's), off by default, and off
+/// whenever the session is in blocking mode: libssh2 then waits on the socket itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvGate {
+    /// Every recv() reaches the socket (blocking mode, other threads, other sessions).
+    Off,
+    /// recv() reaches the socket; a short read closes the gate.
+    Open,
+    /// The socket was found empty and poll has not said otherwise since.
+    Drained,
+}
+
+thread_local! {
+    static RECV_GATE: Cell<RecvGate> = const { Cell::new(RecvGate::Off) };
+}
+
+/// Sets this thread's receive gate (the pump: `Open` after poll saw the socket readable or
+/// on leaving blocking mode, `Off` before blocking calls).
+pub fn set_recv_gate(gate: RecvGate) {
+    RECV_GATE.with(|g| g.set(gate));
+}
+
+/// This thread's receive gate.
+pub fn recv_gate() -> RecvGate {
+    RECV_GATE.with(Cell::get)
+}
+
+/// libssh2's recv callback with the gate in front: otherwise the same as libssh2's own
+/// (`ssh2_recv` in misc.c: -errno on failure, EINTR and EWOULDBLOCK as -EAGAIN).
+extern "C" fn gated_recv(
+    socket: c_int,
+    buffer: *mut c_void,
+    length: libc::size_t,
+    flags: c_int,
+    _abstract: *mut *mut c_void,
+) -> libc::ssize_t {
+    let gate = recv_gate();
+    if gate == RecvGate::Drained {
+        return -(libc::EAGAIN as libc::ssize_t);
+    }
+    // SAFETY: libssh2 passes its own receive buffer with its length and the session's
+    // socket, exactly as it would to recv() in its default callback.
+    let rc = unsafe { libc::recv(socket, buffer, length, flags) };
+    if rc < 0 {
+        let errno = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        if errno == libc::EINTR || errno == libc::EAGAIN || errno == libc::EWOULDBLOCK {
+            if gate == RecvGate::Open && errno != libc::EINTR {
+                set_recv_gate(RecvGate::Drained);
+            }
+            return -(libc::EAGAIN as libc::ssize_t);
+        }
+        return -(errno as libc::ssize_t);
+    }
+    if gate == RecvGate::Open && rc > 0 && (rc as usize) < length {
+        set_recv_gate(RecvGate::Drained);
+    }
+    rc
+}
+
+unsafe extern "C" {
+    fn libssh2_session_callback_set2(
+        session: *mut libssh2_sys::LIBSSH2_SESSION,
+        cbtype: c_int,
+        callback: Option<unsafe extern "C" fn()>,
+    ) -> Option<unsafe extern "C" fn()>;
+}
+
+/// libssh2.h: LIBSSH2_CALLBACK_RECV.
+const LIBSSH2_CALLBACK_RECV: c_int = 6;
+
+/// Puts the receive gate in front of `session`'s socket reads. The gate stays `Off` (plain
+/// recv) until the calling thread opens it.
+pub fn install_recv_gate(session: &ssh2::Session) {
+    type RecvFn =
+        extern "C" fn(c_int, *mut c_void, libc::size_t, c_int, *mut *mut c_void) -> libc::ssize_t;
+    let mut raw = session.raw();
+    // SAFETY: a function pointer cast to libssh2's generic callback type, as its API asks;
+    // libssh2 calls it back with the LIBSSH2_RECV_FUNC signature that `gated_recv` has.
+    let generic =
+        unsafe { std::mem::transmute::<RecvFn, unsafe extern "C" fn()>(gated_recv as RecvFn) };
+    // SAFETY: `raw` is the live session, locked by ssh2 for the call; setting a callback
+    // only stores the pointer.
+    unsafe {
+        libssh2_session_callback_set2(&mut *raw, LIBSSH2_CALLBACK_RECV, Some(generic));
+    }
 }
 
 /// A duration as libssh2's millisecond timeout, saturating instead of wrapping.

@@ -18,7 +18,7 @@ use crate::backoff::Backoff;
 use crate::conn::{Conn, is_session_fatal};
 use crate::forward::ForwardSpec;
 use crate::forward::{Via, join_host_port};
-use crate::libssh2;
+use crate::libssh2::{self, RecvGate};
 use crate::notify::Notifier;
 use crate::pool::Pool;
 use crate::settings::{Reloader, Settings};
@@ -226,6 +226,7 @@ impl<'a> Pump<'a> {
             PumpEnd::Stopped => {}
         }
         self.liveness.end();
+        libssh2::set_recv_gate(RecvGate::Off);
         (end, self.settings)
     }
 
@@ -236,7 +237,8 @@ impl<'a> Pump<'a> {
         if self.slots.iter().all(|s| s.listener.is_none()) && !self.slots.is_empty() {
             log::warn!("no forward is serving yet; retrying the refused ones");
         }
-        self.session.set_blocking(false);
+        libssh2::install_recv_gate(&self.session);
+        self.set_blocking(false);
         let mut woken = false;
         loop {
             self.wake_rx.clear(woken);
@@ -276,7 +278,7 @@ impl<'a> Pump<'a> {
             if pass.progress {
                 // A busy pump does not sleep, but targets that became readable meanwhile
                 // must not wait for it to go idle: look without sleeping.
-                if let Err(e) = self.poll_targets(Duration::ZERO) {
+                if let Err(e) = self.peek_ready() {
                     return PumpEnd::Lost(format!("poll failed: {e}"));
                 }
                 continue;
@@ -291,6 +293,11 @@ impl<'a> Pump<'a> {
                     .any(|c| c.has_unread() || c.can_write() || c.can_read_target())
                     || self.splices.iter().any(Splice::has_unread))
             {
+                // Such a pass can make no progress while libssh2 waits for a packet (a
+                // rekey): the gate must learn when the socket has it.
+                if let Err(e) = self.peek_ready() {
+                    return PumpEnd::Lost(format!("poll failed: {e}"));
+                }
                 continue;
             }
             let timeout = self.sleep_limit(&pass);
@@ -311,6 +318,7 @@ impl<'a> Pump<'a> {
                 Ok(ready) => {
                     woken = ready.woken;
                     if ready.socket_readable {
+                        self.relay_readable();
                         self.liveness.touch();
                         self.state.touch_relay_input();
                         self.ack_now();
@@ -339,19 +347,50 @@ impl<'a> Pump<'a> {
         }
     }
 
-    /// Polls only the target sockets (no relay socket, no wake line), up to `timeout`.
-    fn poll_targets(&mut self, timeout: Duration) -> std::io::Result<()> {
+    /// Between busy passes: a poll that does not sleep, for targets that became readable
+    /// and, when the receive gate found the relay socket empty, for the relay socket.
+    fn peek_ready(&mut self) -> std::io::Result<()> {
         self.watch_targets();
-        if self.targets.is_empty() {
+        let relay = libssh2::recv_gate() == RecvGate::Drained && self.will_read();
+        if self.targets.is_empty() && !relay {
             return Ok(());
         }
-        let none = Interest {
-            read: false,
+        let interest = Interest {
+            read: relay,
             write: false,
         };
-        let waited = wake::wait(-1, none, self.wake_rx, &mut self.targets, timeout);
+        let socket = if relay { self.socket.as_raw_fd() } else { -1 };
+        let waited = wake::wait(
+            socket,
+            interest,
+            self.wake_rx,
+            &mut self.targets,
+            Duration::ZERO,
+        );
         self.saw_targets();
-        waited.map(|_| ())
+        if waited?.socket_readable {
+            self.relay_readable();
+        }
+        Ok(())
+    }
+
+    /// Poll saw the relay socket readable: libssh2's next recv() must reach it.
+    fn relay_readable(&self) {
+        if libssh2::recv_gate() == RecvGate::Drained {
+            libssh2::set_recv_gate(RecvGate::Open);
+        }
+    }
+
+    /// Switches the session between blocking mode (control requests) and non-blocking
+    /// mode (serving), with the receive gate off in blocking mode, where libssh2 waits on
+    /// the socket itself, and open on return, since the socket's state is unknown.
+    fn set_blocking(&self, blocking: bool) {
+        self.session.set_blocking(blocking);
+        libssh2::set_recv_gate(if blocking {
+            RecvGate::Off
+        } else {
+            RecvGate::Open
+        });
     }
 
     /// One round over every listener, forward, connection and the probe.
@@ -706,7 +745,7 @@ impl<'a> Pump<'a> {
         if due.is_empty() {
             return Ok(());
         }
-        self.session.set_blocking(true);
+        self.set_blocking(true);
         self.session
             .set_timeout(libssh2::duration_ms(CONTROL_TIMEOUT));
         let mut result = Ok(());
@@ -743,7 +782,7 @@ impl<'a> Pump<'a> {
                 }
             }
         }
-        self.session.set_blocking(false);
+        self.set_blocking(false);
         result
     }
 
@@ -824,7 +863,7 @@ impl<'a> Pump<'a> {
             self.settings.limits.drain_timeout.as_secs()
         );
         self.settle_in_flight()?;
-        self.session.set_blocking(true);
+        self.set_blocking(true);
         self.session
             .set_timeout(libssh2::duration_ms(CONTROL_TIMEOUT));
         for slot in &mut self.slots {
@@ -832,7 +871,7 @@ impl<'a> Pump<'a> {
             drop(slot.listener.take());
             slot.retry_at = None;
         }
-        self.session.set_blocking(false);
+        self.set_blocking(false);
         Ok(())
     }
 
@@ -864,7 +903,7 @@ impl<'a> Pump<'a> {
             .collect();
         if !removed.is_empty() {
             self.settle_in_flight()?;
-            self.session.set_blocking(true);
+            self.set_blocking(true);
             self.session
                 .set_timeout(libssh2::duration_ms(CONTROL_TIMEOUT));
             for i in removed {
@@ -875,7 +914,7 @@ impl<'a> Pump<'a> {
                 slot.retry_at = None;
                 slot.state.set_unbound("removed by a reload");
             }
-            self.session.set_blocking(false);
+            self.set_blocking(false);
         }
         for spec in &new.forwards {
             if !self.slots.iter().any(|s| !s.retired && s.spec == *spec) {
@@ -959,7 +998,7 @@ impl<'a> Pump<'a> {
                     read: true,
                     write: true,
                 };
-                wake::wait(
+                let ready = wake::wait(
                     self.socket.as_raw_fd(),
                     interest,
                     self.wake_rx,
@@ -967,6 +1006,9 @@ impl<'a> Pump<'a> {
                     RETRY_SOON,
                 )
                 .map_err(|e| format!("poll failed: {e}"))?;
+                if ready.socket_readable {
+                    self.relay_readable();
+                }
             }
         }
         Ok(())
@@ -975,7 +1017,7 @@ impl<'a> Pump<'a> {
     /// Clean end after the drain: say goodbye to the relay, then close the socket.
     fn finish(&mut self) {
         if self.settle_in_flight().is_ok() {
-            self.session.set_blocking(true);
+            self.set_blocking(true);
             self.session.set_timeout(2000);
             let _ = self.session.disconnect(
                 Some(ssh2::DisconnectCode::ByApplication),
