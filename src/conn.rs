@@ -209,6 +209,7 @@ impl Conn {
         self.in_flight.is_none()
             && self.stash.is_empty()
             && self.pending_up.is_none()
+            && !self.target_readable
             && self.link.up.is_empty()
             && self.link.down.is_empty()
             && self.link.writer_idle()

@@ -121,6 +121,20 @@ static int crypt_encrypt(LIBSSH2_SESSION *session,
                              buf_len, firstlast);
 }
 
+#if LIBSSH2_CRYPT_MULTIBLOCK
+static int crypt_middle_to(LIBSSH2_SESSION *session, const unsigned char *src,
+                           unsigned char *dest, size_t len, void **abstract)
+{
+    struct crypt_ctx *cctx = *(struct crypt_ctx **)abstract;
+    (void)session;
+    return ssh2_cipher_crypt_to(&cctx->h, src, dest, len);
+}
+/* The trailing member of the AES methods below: out-of-place middle blocks. */
+#define CRYPT_TO , &crypt_middle_to
+#else
+#define CRYPT_TO
+#endif
+
 static int crypt_dtor(LIBSSH2_SESSION *session, void **abstract)
 {
     struct crypt_ctx **cctx = (struct crypt_ctx **)abstract;
@@ -147,6 +161,7 @@ static const struct crypt_method crypt_method_aes256_gcm = {
     &crypt_encrypt,
     &crypt_dtor,
     ssh2_cipher_aes256gcm
+    CRYPT_TO
 };
 
 static const struct crypt_method crypt_method_aes128_gcm = {
@@ -162,6 +177,7 @@ static const struct crypt_method crypt_method_aes128_gcm = {
     &crypt_encrypt,
     &crypt_dtor,
     ssh2_cipher_aes128gcm
+    CRYPT_TO
 };
 #endif
 
@@ -179,6 +195,7 @@ static const struct crypt_method crypt_method_aes128_ctr = {
     &crypt_encrypt,
     &crypt_dtor,
     ssh2_cipher_aes128ctr
+    CRYPT_TO
 };
 
 static const struct crypt_method crypt_method_aes192_ctr = {
@@ -194,6 +211,7 @@ static const struct crypt_method crypt_method_aes192_ctr = {
     &crypt_encrypt,
     &crypt_dtor,
     ssh2_cipher_aes192ctr
+    CRYPT_TO
 };
 
 static const struct crypt_method crypt_method_aes256_ctr = {
@@ -209,6 +227,7 @@ static const struct crypt_method crypt_method_aes256_ctr = {
     &crypt_encrypt,
     &crypt_dtor,
     ssh2_cipher_aes256ctr
+    CRYPT_TO
 };
 #endif
 

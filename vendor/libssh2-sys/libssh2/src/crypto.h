@@ -280,6 +280,12 @@ int ssh2_cipher_init(ssh2_cipher_ctx *ctx, SSH2_CIPHER_T(algo),
 int ssh2_cipher_crypt(ssh2_cipher_ctx *ctx, SSH2_CIPHER_T(algo),
                       int encrypt, unsigned char *block, size_t blocksize,
                       int firstlast);
+#if LIBSSH2_CRYPT_MULTIBLOCK
+/* Whole blocks in the middle of a packet (no AAD, no tag) from src to dest;
+   src == dest is allowed. 0 on success. */
+int ssh2_cipher_crypt_to(ssh2_cipher_ctx *ctx, const unsigned char *src,
+                         unsigned char *dest, size_t len);
+#endif
 #ifndef ssh2_cipher_dtor
 void ssh2_cipher_dtor(ssh2_cipher_ctx *ctx);
 #endif

@@ -1089,6 +1089,14 @@ struct crypt_method {
     int (*dtor)(LIBSSH2_SESSION *session, void **abstract);
 
     SSH2_CIPHER_T(algo);
+
+    /* Optional (NULL when a method does not offer it): decrypt or encrypt
+       `len` bytes of whole blocks in the middle of a packet (neither its first
+       nor its last block) from `src` into `dest`. The receive path uses it to
+       decrypt straight into the packet payload instead of in place followed by
+       a copy. */
+    int (*crypt_to)(LIBSSH2_SESSION *session, const unsigned char *src,
+                    unsigned char *dest, size_t len, void **abstract);
 };
 
 /* Bit flags for struct crypt_method */

@@ -1013,6 +1013,23 @@ int ssh2_cipher_crypt(ssh2_cipher_ctx *ctx, SSH2_CIPHER_T(algo), int encrypt,
     return rc;
 }
 
+#if LIBSSH2_CRYPT_MULTIBLOCK
+int ssh2_cipher_crypt_to(ssh2_cipher_ctx *ctx, const unsigned char *src,
+                         unsigned char *dest, size_t len)
+{
+    int ret;
+
+    if(len > UINT_MAX)
+        return 1;
+    ret = EVP_Cipher(*ctx, dest, src, (unsigned int)len);
+#if defined(USE_OPENSSL_3) || defined(LIBSSH2_WOLFSSL)
+    return ret == -1;
+#else
+    return ret < 1;
+#endif
+}
+#endif
+
 #if LIBSSH2_RSA || LIBSSH2_DSA || LIBSSH2_ECDSA || LIBSSH2_ED25519
 /* TODO: Optionally call a passphrase callback specified by the calling program
  */

@@ -169,13 +169,32 @@ static int transport_decrypt(LIBSSH2_SESSION *session, unsigned char *source,
            the tag; other ciphers take the rest in one LAST_BLOCK call. */
         else if(!IS_FIRST(lowerfirstlast) && len > blocksize) {
             int aad = CRYPT_FLAG_R(session, SSH2_CRYPT_FLAG_PKTLEN_AAD);
-            ssize_t tail = (aad && IS_LAST(firstlast)) ?
+            /* With crypt_to, the final block alone takes the LAST_BLOCK call
+               so that everything before it can go out of place. */
+            int keep_last = aad || session->remote.crypt->crypt_to;
+            ssize_t tail = (keep_last && IS_LAST(firstlast)) ?
                 blocksize + len % blocksize : 0;
             if(len - tail >= blocksize) {
                 decryptlen = len - tail;
-                lowerfirstlast = (!aad && IS_LAST(firstlast)) ?
+                lowerfirstlast = (!keep_last && IS_LAST(firstlast)) ?
                     LAST_BLOCK : MIDDLE_BLOCK;
             }
+        }
+
+        /* Middle blocks straight from the receive buffer into the payload:
+           one pass over the data instead of decrypting in place and then
+           copying. */
+        if(lowerfirstlast == MIDDLE_BLOCK && session->remote.crypt->crypt_to) {
+            if(session->remote.crypt->crypt_to(session, source, dest,
+                                               decryptlen,
+                                               &session->remote.crypt_abstract)) {
+                SSH2_SAFEFREE(session, p->payload);
+                return LIBSSH2_ERROR_DECRYPT;
+            }
+            len -= decryptlen;
+            dest += decryptlen;
+            source += decryptlen;
+            continue;
         }
 #endif
 
