@@ -851,7 +851,9 @@ def idle_rss(ctx, c, n):
 
 def measure(ctx, c, cipher, out):
     """Every figure for one connector into `out` ({figure_key: value}); raw samples in
-    ctx.raw. Filled as it goes, so a failure keeps what was measured before it."""
+    ctx.raw. Filled as it goes, so a failure keeps what was measured before it. A
+    generator: it yields after each repetition of each figure, so that the caller can
+    take turns between connectors (see `interleave`)."""
     a = ctx.args
     reps = a.reps
     raw = ctx.raw.setdefault(f"{cipher}/{c.kind}", {})
@@ -866,6 +868,7 @@ def measure(ctx, c, cipher, out):
     # right after the bulk runs (what the bulk runs leave behind).
     out["idle100_before_rss"], failed = idle_rss(ctx, c, IDLE_AFTER_BULK)
     out["idle_failed"] = failed
+    yield
 
     # Throughput, both directions, 1 and 4 streams; CPU over the 1-stream runs, per
     # direction and both together.
@@ -889,6 +892,7 @@ def measure(ctx, c, cipher, out):
         log(f"  {c.kind} throughput rep {rep + 1}/{reps}: "
             + ", ".join(f"{k}={raw[k][-1]:.0f}" if raw[k][-1] is not None else f"{k}=FAILED"
                         for k in ("tput_fwd_1", "tput_rev_1", "tput_fwd_4", "tput_rev_4")))
+        yield
 
     # Right after the bulk runs: RSS with idle connections (allocator residue or ours?).
     wait_settled(ctx, c)
@@ -896,6 +900,7 @@ def measure(ctx, c, cipher, out):
     out["idle_failed"] += failed
     log(f"  {c.kind} {IDLE_AFTER_BULK} idle: RSS {out['idle100_before_rss']:.1f} MB before the "
         f"bulk runs, {out['idle100_after_rss']:.1f} MB right after")
+    yield
 
     # RTT, setup (spaced), churn (back to back).
     for rep in range(reps):
@@ -912,6 +917,7 @@ def measure(ctx, c, cipher, out):
         c.check()
         log(f"  {c.kind} latency rep {rep + 1}/{reps}: rtt p50 {p50:.3f} p99 {p99:.3f} ms, "
             f"setup p50 {raw['setup_p50'][-1]:.3f} ms, churn {raw['churn_median'][-1]:.3f} ms")
+        yield
 
     for k in ("tput_fwd_1", "tput_rev_1", "tput_fwd_4", "tput_rev_4", "cpu_per_gb",
               "cpu_per_gb_fwd", "cpu_per_gb_rev", "rtt_p50", "rtt_p99", "setup_p50", "setup_p99", "churn_median"):
@@ -919,7 +925,7 @@ def measure(ctx, c, cipher, out):
     out["failed_conns"] = sum(raw["setup_failed"]) + sum(raw["churn_failed"])
 
     # Real clients: redis-benchmark against redis-server, ab against nginx.
-    measure_clients(ctx, c, cipher, out)
+    yield from measure_clients(ctx, c, cipher, out)
 
     # 500 idle connections.
     socks, failed = open_idle(c.fwd_echo, a.idle_count)
@@ -934,6 +940,7 @@ def measure(ctx, c, cipher, out):
     log(f"  {c.kind} {a.idle_count} idle: RSS {out['idle_rss']:.1f} MB, "
         f"{out['idle_threads']} threads, {failed} failed")
     wait_settled(ctx, c)
+    yield
 
     # Scaling.
     for n in a.scale:
@@ -951,6 +958,7 @@ def measure(ctx, c, cipher, out):
             log(f"  {c.kind} scale {n} rep {rep + 1}/{reps}: {mbps:.1f} MB/s, "
                 f"RSS {rss / 1024:.1f} MB, {thr} threads, {failed} failed, {broken} broken")
             wait_settled(ctx, c)
+            yield
         out[f"scale_{n}_mbps"] = median(raw[f"scale_{n}_mbps"])
         out[f"scale_{n}_rss"] = median(raw[f"scale_{n}_rss"])
         out[f"scale_{n}_failed"] = sum(raw[f"scale_{n}_failed"])
@@ -958,7 +966,8 @@ def measure(ctx, c, cipher, out):
 
 def measure_clients(ctx, c, cipher, out):
     """redis-benchmark and ab through the connector's forwards to redis-server and nginx,
-    --reps times each; medians into `out`. Skipped for a target that is not running."""
+    --reps times each; medians into `out`. Skipped for a target that is not running. A
+    generator like `measure`: yields after each repetition."""
     a = ctx.args
     raw = ctx.raw.setdefault(f"{cipher}/{c.kind}", {})
     redis_fwd, nginx_fwd = c.fwd_extra.get("redis"), c.fwd_extra.get("nginx")
@@ -981,6 +990,7 @@ def measure_clients(ctx, c, cipher, out):
                 wait_settled(ctx, c)
             log(f"  {c.kind} ab rep {rep + 1}/{a.reps}: " + ", ".join(
                 f"{key} {fmt(raw[key][-1], 0)}" for key, *_ in AB_RUNS) + " req/s")
+        yield
     keys = []
     if redis_fwd:
         keys += [f"{k}_{cmd}" for k, *_ in REDIS_RUNS for cmd in ("set", "get")]
@@ -1227,6 +1237,49 @@ def log_findings(c):
 # Main
 # --------------------------------------------------------------------------------------
 
+def interleave(running, cipher, notes):
+    """Drives the connectors' `measure` generators in turns, reversing the order every
+    round; a connector whose measurement fails is noted and dropped, the other goes on."""
+    left = list(running)
+    turn = 0
+    while left:
+        order = left if turn % 2 == 0 else list(reversed(left))
+        for item in order:
+            kind, _c, gen = item
+            try:
+                next(gen)
+            except StopIteration:
+                left.remove(item)
+            except Exception as e:  # record and go on with the other connector
+                log(f"{kind} ({cipher}) measurement failed: {e!r}")
+                notes.append(f"{kind} ({cipher}): measurement failed: {e!r}")
+                left.remove(item)
+        turn += 1
+
+
+def failure_notes(a, kind, cipher, r):
+    """Notes for the client runs and connections that failed for one connector."""
+    notes = []
+    for key, what in (("failed_conns", "setup/churn"),
+                      ("idle_failed", "idle (100 before/after bulk, or the big idle set)")):
+        if r.get(key):
+            notes.append(f"{kind} ({cipher}): {r[key]} {what} connection(s) failed")
+    for key, *_ in REDIS_RUNS:
+        for cmd in ("set", "get"):
+            if r.get(f"{key}_{cmd}_failed"):
+                notes.append(f"{kind} ({cipher}): {key} {cmd.upper()}: "
+                             f"{r[f'{key}_{cmd}_failed']} run(s) failed")
+    for key, *_ in AB_RUNS:
+        if r.get(f"{key}_failed"):
+            notes.append(f"{kind} ({cipher}): {key}: {r[f'{key}_failed']} "
+                         "run(s) failed or had failed requests")
+    for n in a.scale:
+        if r.get(f"scale_{n}_failed"):
+            notes.append(f"{kind} ({cipher}): scale {n}: "
+                         f"{r[f'scale_{n}_failed']} connection(s) failed or broke")
+    return notes
+
+
 class Ctx:
     def __init__(self, args, procs, d):
         self.args = args
@@ -1383,6 +1436,10 @@ def main(argv):
             + "".join(f", {n} on {p}" for n, p in ctx.extra_targets.items())
             + f"; temp dir {d}")
         for cipher in a.cipher_list:
+            # Both connectors up at once, measured in turns (flytube, OpenSSH, OpenSSH,
+            # flytube, ...): a load swing on a shared machine then hits both alike.
+            ctx.lingering = []
+            running = []
             for kind in ("flytube", "openssh"):
                 log(f"== {kind}, cipher {cipher}")
                 c = start_connector(procs, kind, a, d, relay_port, user, cipher,
@@ -1390,45 +1447,24 @@ def main(argv):
                                     extra_targets=ctx.extra_targets)
                 connectors.append(c)
                 results[(cipher, kind)] = {"up_s": c.up_s}
-                ctx.lingering = []
-                try:
-                    measure(ctx, c, cipher, results[(cipher, kind)])
-                except Exception as e:  # record and go on with the other connector
-                    log(f"{kind} ({cipher}) measurement failed: {e!r}")
-                    notes.append(f"{kind} ({cipher}): measurement failed: {e!r}")
-                finally:
-                    if ctx.lingering:
-                        notes.append(f"{kind} ({cipher}): target connections still open 20s "
-                                     f"after their clients closed, {len(ctx.lingering)} "
-                                     f"time(s), up to {max(ctx.lingering)}")
-                    t_stop = time.monotonic()
-                    rc = procs.stop(c.proc)
-                    t_stop = time.monotonic() - t_stop
-                    if t_stop > 3:
-                        notes.append(f"{kind} ({cipher}): took {t_stop:.1f}s to exit on SIGTERM "
-                                     "(no client connections were open)")
-                    if kind == "flytube" and rc not in (0, None):
-                        notes.append(f"flytube ({cipher}) exited {rc} on SIGTERM (expected 0)")
-                    for n in log_findings(c):
-                        notes.append(f"({cipher}) {n}")
-                    r = results.get((cipher, kind), {})
-                    for key, what in (("failed_conns", "setup/churn"),
-                                      ("idle_failed", "idle (100 before/after bulk, or the big idle set)")):
-                        if r.get(key):
-                            notes.append(f"{kind} ({cipher}): {r[key]} {what} connection(s) failed")
-                    for key, *_ in REDIS_RUNS:
-                        for cmd in ("set", "get"):
-                            if r.get(f"{key}_{cmd}_failed"):
-                                notes.append(f"{kind} ({cipher}): {key} {cmd.upper()}: "
-                                             f"{r[f'{key}_{cmd}_failed']} run(s) failed")
-                    for key, *_ in AB_RUNS:
-                        if r.get(f"{key}_failed"):
-                            notes.append(f"{kind} ({cipher}): {key}: {r[f'{key}_failed']} "
-                                         "run(s) failed or had failed requests")
-                    for n in a.scale:
-                        if r.get(f"scale_{n}_failed"):
-                            notes.append(f"{kind} ({cipher}): scale {n}: "
-                                         f"{r[f'scale_{n}_failed']} connection(s) failed or broke")
+                running.append((kind, c, measure(ctx, c, cipher, results[(cipher, kind)])))
+            interleave(running, cipher, notes)
+            for kind, c, _ in running:
+                t_stop = time.monotonic()
+                rc = procs.stop(c.proc)
+                t_stop = time.monotonic() - t_stop
+                if t_stop > 3:
+                    notes.append(f"{kind} ({cipher}): took {t_stop:.1f}s to exit on SIGTERM "
+                                 "(no client connections were open)")
+                if kind == "flytube" and rc not in (0, None):
+                    notes.append(f"flytube ({cipher}) exited {rc} on SIGTERM (expected 0)")
+                for n in log_findings(c):
+                    notes.append(f"({cipher}) {n}")
+                notes.extend(failure_notes(a, kind, cipher, results.get((cipher, kind), {})))
+            if ctx.lingering:
+                notes.append(f"({cipher}): target connections still open 20s after their "
+                             f"clients closed, {len(ctx.lingering)} time(s), up to "
+                             f"{max(ctx.lingering)}")
         via_rows = None
         if not a.no_via_relay:
             cipher = a.cipher_list[0]

@@ -171,6 +171,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_recv_gate_answers_for_an_empty_socket_until_opened() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let (mut peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 64];
+        let mut recv = |gate_after: RecvGate| {
+            let n = gated_recv(
+                ours.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                std::ptr::null_mut(),
+            );
+            assert_eq!(recv_gate(), gate_after);
+            n
+        };
+        // Off (another thread, blocking mode): a plain recv, the gate never closes.
+        peer.write_all(b"abc").unwrap();
+        assert_eq!(recv(RecvGate::Off), 3);
+        set_recv_gate(RecvGate::Open);
+        peer.write_all(b"abcd").unwrap();
+        // A short read found the socket empty: closed.
+        assert_eq!(recv(RecvGate::Drained), 4);
+        peer.write_all(b"late").unwrap();
+        // Data arrived, but until poll says so the gate answers EAGAIN itself.
+        assert_eq!(recv(RecvGate::Drained), -(libc::EAGAIN as libc::ssize_t));
+        set_recv_gate(RecvGate::Open);
+        assert_eq!(recv(RecvGate::Drained), 4);
+        set_recv_gate(RecvGate::Open);
+        // An empty socket closes it too.
+        assert_eq!(recv(RecvGate::Drained), -(libc::EAGAIN as libc::ssize_t));
+        set_recv_gate(RecvGate::Off);
+    }
+
+    #[test]
     fn timeouts_saturate() {
         assert_eq!(duration_ms(Duration::from_millis(1500)), 1500);
         assert_eq!(duration_ms(Duration::from_secs(u64::MAX)), u32::MAX);

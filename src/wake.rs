@@ -222,77 +222,72 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
+    /// Waits up to `ms` for `socket` to be readable or the wake line to ring.
+    fn wait_ms(socket: &UnixStream, rx: &WakeReceiver, ms: u64) -> Readiness {
+        let read = Interest {
+            read: true,
+            write: false,
+        };
+        let timeout = Duration::from_millis(ms);
+        wait(socket.as_raw_fd(), read, rx, &mut Targets::default(), timeout).unwrap()
+    }
+
+    #[test]
+    fn watched_targets_report_readable_and_read_without_blocking() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let (_waker, rx) = wake_pair().unwrap();
+        let mut targets = Targets::default();
+        let slot = targets.watch(&client);
+        let none = Interest {
+            read: false,
+            write: false,
+        };
+        let quiet = Duration::from_millis(20);
+        wait(-1, none, &rx, &mut targets, quiet).unwrap();
+        assert!(!targets.readable(slot), "nothing sent yet");
+        let mut buf = [0u8; 16];
+        let empty = recv_nowait(&client, &mut buf).unwrap_err();
+        assert_eq!(empty.kind(), io::ErrorKind::WouldBlock);
+        server.write_all(b"hello").unwrap();
+        wait(-1, none, &rx, &mut targets, Duration::from_secs(5)).unwrap();
+        assert!(targets.readable(slot));
+        assert_eq!(recv_nowait(&client, &mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"hello");
+        drop(server);
+        targets.clear();
+        let slot = targets.watch(&client);
+        wait(-1, none, &rx, &mut targets, Duration::from_secs(5)).unwrap();
+        assert!(targets.readable(slot), "an EOF is readable too");
+        assert_eq!(recv_nowait(&client, &mut buf).unwrap(), 0);
+    }
+
     #[test]
     fn ring_wakes_a_wait_and_clear_resets_it() {
         let (waker, mut rx) = wake_pair().unwrap();
         let (a, _b) = UnixStream::pair().unwrap();
-        let none = Interest {
-            read: true,
-            write: false,
-        };
         let started = Instant::now();
-        let r = wait(
-            a.as_raw_fd(),
-            none,
-            &rx,
-            &mut Targets::default(),
-            Duration::from_millis(50),
-        )
-        .unwrap();
+        let r = wait_ms(&a, &rx, 50);
         assert!(!r.woken && started.elapsed() >= Duration::from_millis(40));
         let w = waker.clone();
         std::thread::spawn(move || w.wake());
-        let r = wait(
-            a.as_raw_fd(),
-            none,
-            &rx,
-            &mut Targets::default(),
-            Duration::from_secs(5),
-        )
-        .unwrap();
+        let r = wait_ms(&a, &rx, 5000);
         assert!(r.woken);
         rx.clear(r.woken);
-        let r = wait(
-            a.as_raw_fd(),
-            none,
-            &rx,
-            &mut Targets::default(),
-            Duration::from_millis(10),
-        )
-        .unwrap();
+        let r = wait_ms(&a, &rx, 10);
         assert!(!r.woken);
         // A byte written while the flag is already clear (a pre-empted ringer) is drained
         // once a wait has seen it.
         (&rx.inner.tx).write_all(&[1]).unwrap();
-        let r = wait(
-            a.as_raw_fd(),
-            none,
-            &rx,
-            &mut Targets::default(),
-            Duration::from_secs(5),
-        )
-        .unwrap();
+        let r = wait_ms(&a, &rx, 5000);
         assert!(r.woken);
         rx.clear(r.woken);
-        let r = wait(
-            a.as_raw_fd(),
-            none,
-            &rx,
-            &mut Targets::default(),
-            Duration::from_millis(10),
-        )
-        .unwrap();
+        let r = wait_ms(&a, &rx, 10);
         assert!(!r.woken, "the stray byte must be drained");
         // After clear, a new ring writes again.
         waker.wake();
-        let r = wait(
-            a.as_raw_fd(),
-            none,
-            &rx,
-            &mut Targets::default(),
-            Duration::from_secs(5),
-        )
-        .unwrap();
+        let r = wait_ms(&a, &rx, 5000);
         assert!(r.woken);
     }
 }
