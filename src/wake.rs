@@ -228,8 +228,9 @@ mod tests {
             read: true,
             write: false,
         };
+        let mut none = Targets::default();
         let timeout = Duration::from_millis(ms);
-        wait(socket.as_raw_fd(), read, rx, &mut Targets::default(), timeout).unwrap()
+        wait(socket.as_raw_fd(), read, rx, &mut none, timeout).unwrap()
     }
 
     #[test]
