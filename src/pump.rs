@@ -275,61 +275,62 @@ impl<'a> Pump<'a> {
             {
                 return end;
             }
-            if pass.progress {
-                // A busy pump does not sleep, but targets that became readable meanwhile
-                // must not wait for it to go idle: look without sleeping.
+            if pass.progress || self.spin_again(&pass) {
+                // No sleep, but targets that became readable meanwhile must not wait for
+                // the pump to go idle, and a pass that cannot progress while libssh2 waits
+                // for a packet (a rekey) needs the gate to learn when the socket has it.
                 if let Err(e) = self.peek_ready() {
                     return PumpEnd::Lost(format!("poll failed: {e}"));
                 }
                 continue;
             }
-            // Data or a window adjust another channel's call drained off the socket sits in
-            // libssh2's queue and will not make the socket readable again: look before
-            // sleeping. Not while a packet waits to go out: that needs POLLOUT, not a spin.
-            if !pass.wants_write
-                && (self
-                    .conns
-                    .iter()
-                    .any(|c| c.has_unread() || c.can_write() || c.can_read_target())
-                    || self.splices.iter().any(Splice::has_unread))
-            {
-                // Such a pass can make no progress while libssh2 waits for a packet (a
-                // rekey): the gate must learn when the socket has it.
-                if let Err(e) = self.peek_ready() {
-                    return PumpEnd::Lost(format!("poll failed: {e}"));
-                }
-                continue;
-            }
-            let timeout = self.sleep_limit(&pass);
-            let interest = Interest {
-                read: self.will_read(),
-                write: pass.wants_write,
-            };
-            self.watch_targets();
-            let waited = wake::wait(
-                self.socket.as_raw_fd(),
-                interest,
-                self.wake_rx,
-                &mut self.targets,
-                timeout,
-            );
-            self.saw_targets();
-            match waited {
-                Ok(ready) => {
-                    woken = ready.woken;
-                    if ready.socket_readable {
-                        self.relay_readable();
-                        self.liveness.touch();
-                        self.state.touch_relay_input();
-                        self.ack_now();
-                    }
-                }
+            match self.sleep(&pass) {
+                Ok(rang) => woken = rang,
                 Err(e) => return PumpEnd::Lost(format!("poll failed: {e}")),
             }
             if self.liveness.tripped() {
                 return PumpEnd::Lost("watchdog".into());
             }
         }
+    }
+
+    /// Data or a window adjust another channel's call drained off the socket sits in
+    /// libssh2's queue and will not make the socket readable again: look before sleeping.
+    /// Not while a packet waits to go out: that needs POLLOUT, not a spin.
+    fn spin_again(&self, pass: &Pass) -> bool {
+        !pass.wants_write
+            && (self
+                .conns
+                .iter()
+                .any(|c| c.has_unread() || c.can_write() || c.can_read_target())
+                || self.splices.iter().any(Splice::has_unread))
+    }
+
+    /// Sleeps until the relay socket, a watched target or the wake line is ready, or the
+    /// next timer is due. True when the wake line rang.
+    fn sleep(&mut self, pass: &Pass) -> std::io::Result<bool> {
+        let timeout = self.sleep_limit(pass);
+        let interest = Interest {
+            read: self.will_read(),
+            write: pass.wants_write,
+        };
+        self.watch_targets();
+        let waited = wake::wait(
+            self.socket.as_raw_fd(),
+            interest,
+            self.wake_rx,
+            &mut self.targets,
+            timeout,
+        );
+        self.saw_targets();
+        let ready = waited?;
+        if ready.socket_readable {
+            self.relay_readable();
+            self.liveness.touch();
+            self.state.touch_relay_input();
+            self.ack_now();
+        }
+        Ok(ready.woken)
     }
 
     /// Puts the target sockets the connections want to read into the next poll.
