@@ -220,6 +220,63 @@ fn parked_workers_are_reused_and_then_end() {
 }
 
 #[test]
+fn slow_platform_client_keeps_memory_bounded() {
+    let relay = Relay::start();
+    // A target that sends 200 MiB as fast as the tunnel takes it; flytube reads it only
+    // while the relay's window is open, so a slow reader at the platform side must not
+    // make flytube buffer the difference (the client takes about 128 MB/s at most).
+    let (target, sender) = one_shot_target(move |mut s| {
+        let chunk = vec![0xa5u8; 1 << 20];
+        let mut sent = 0u64;
+        for _ in 0..200 {
+            if s.write_all(&chunk).is_err() {
+                break;
+            }
+            sent += chunk.len() as u64;
+        }
+        let _ = s.shutdown(Shutdown::Write);
+        sent
+    });
+    let source = free_port();
+    let mut args = relay.args();
+    args.extend(forward(source, target));
+    let flytube = Flytube::serving(&args);
+    let rss_idle = status_kib(flytube.pid(), "VmRSS");
+    let mut client = connect(source);
+    let mut buf = [0u8; 16 * 1024];
+    let mut total = 0u64;
+    let mut reads = 0u64;
+    loop {
+        match client.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                assert!(
+                    buf[..n].iter().all(|&b| b == 0xa5),
+                    "bytes changed on the way"
+                );
+                total += n as u64;
+            }
+            Err(e) => panic!("read from the tunnel: {e}"),
+        }
+        reads += 1;
+        if reads.is_multiple_of(16) {
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+    assert_eq!(total, 200 << 20);
+    assert_eq!(
+        sender.recv_timeout(Duration::from_secs(30)).unwrap(),
+        200 << 20
+    );
+    let peak = status_kib(flytube.pid(), "VmHWM");
+    eprintln!("flytube RSS idle {rss_idle} KiB, peak {peak} KiB after 200 MiB to a slow client");
+    assert!(
+        peak < rss_idle + 32 * 1024,
+        "peak RSS {peak} KiB vs idle {rss_idle} KiB"
+    );
+}
+
+#[test]
 fn slow_target_keeps_memory_bounded() {
     let relay = Relay::start();
     // A target that reads 200 MiB slowly (small reads with pauses) and reports the count.
