@@ -67,6 +67,29 @@ enum Op {
     Close,
 }
 
+/// Target -> relay bytes on their way into the channel: `buf[done..end]` is left.
+#[derive(Debug)]
+struct Outgoing {
+    buf: Vec<u8>,
+    done: usize,
+    end: usize,
+    /// The read filled a small buffer: grow it before the next read.
+    grow: bool,
+}
+
+impl Outgoing {
+    /// A whole message from the worker (a dynamic forward's reply).
+    fn all_of(buf: Vec<u8>) -> Outgoing {
+        let end = buf.len();
+        Outgoing {
+            buf,
+            done: 0,
+            end,
+            grow: false,
+        }
+    }
+}
+
 /// What one step of a connection did.
 #[derive(Debug, Default)]
 pub struct Step {
@@ -91,8 +114,8 @@ pub struct Conn {
     target: Option<TcpStream>,
     target_addr: Option<SocketAddr>,
     in_flight: Option<Op>,
-    /// Target -> relay: the buffer being written and how much of it is done.
-    pending_up: Option<(Vec<u8>, usize)>,
+    /// Target -> relay: the bytes being written.
+    pending_up: Option<Outgoing>,
     /// The buffer target reads go into, kept between reads (empty until the first).
     up_buf: Vec<u8>,
     /// Poll saw the target readable and no read since has found it empty.
@@ -398,7 +421,7 @@ impl Conn {
                 self.target = Some(stream);
                 self.target_addr = Some(addr);
             }
-            Ok(Up::Data(buf)) => self.pending_up = Some((buf, 0)),
+            Ok(Up::Data(buf)) => self.pending_up = Some(Outgoing::all_of(buf)),
             Ok(Up::DialFailed(why)) => self.abort(format!("target unreachable: {why}")),
             Ok(Up::Refused(why)) => {
                 // The reply is queued ahead of this: send it, then EOF, like a target
@@ -445,13 +468,14 @@ impl Conn {
                     // Most likely drained: let poll say when there is more.
                     self.target_readable = false;
                 }
-                let filled = n == buf.len();
-                buf.truncate(n);
-                if filled && buf.capacity() < READ_CHUNK {
-                    // Bulk data: read in big chunks from the next read on.
-                    buf.reserve_exact(READ_CHUNK - n);
-                }
-                self.pending_up = Some((buf, 0));
+                // A full buffer means bulk data: read in big chunks from the next read on.
+                let grow = n == buf.len() && buf.len() < READ_CHUNK;
+                self.pending_up = Some(Outgoing {
+                    buf,
+                    done: 0,
+                    end: n,
+                    grow,
+                });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.target_readable = false;
@@ -471,34 +495,35 @@ impl Conn {
         true
     }
 
-    /// Keeps a written buffer for the next target read, at its full capacity (bytes beyond
-    /// the last read are zeroed only the first time a buffer grows).
-    fn reuse_up_buf(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() >= self.up_buf.capacity().max(FIRST_READ) {
-            let capacity = buf.capacity();
-            buf.resize(capacity, 0);
+    /// Keeps a written buffer for the next target read. Read buffers stay at their full
+    /// length between reads, so nothing is zeroed per read; only growing zeroes, once.
+    fn reuse_up_buf(&mut self, written: Outgoing) {
+        let mut buf = written.buf;
+        if written.grow {
+            buf.resize(READ_CHUNK, 0);
+        }
+        if buf.len() >= self.up_buf.len().max(FIRST_READ) {
             self.up_buf = buf;
         }
     }
 
     fn write_up(&mut self, session: &ssh2::Session, step: &mut Step) {
-        let Some((buf, offset)) = self.pending_up.as_mut() else {
+        let Some(out) = self.pending_up.as_mut() else {
             self.in_flight = None;
             return;
         };
-        match self.channel.write(&buf[*offset..]) {
+        match self.channel.write(&out.buf[out.done..out.end]) {
             // Ok(0): the relay's window is shut; libssh2 waits for an inbound adjust.
             Ok(0) => self.in_flight = None,
             Ok(n) => {
                 self.in_flight = None;
-                *offset += n;
+                out.done += n;
+                let finished = out.done == out.end;
                 self.bytes_up += n as u64;
                 self.last_activity = Instant::now();
                 step.progress = true;
-                if *offset == buf.len()
-                    && let Some((buf, _)) = self.pending_up.take()
-                {
-                    self.reuse_up_buf(buf);
+                if finished && let Some(written) = self.pending_up.take() {
+                    self.reuse_up_buf(written);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
