@@ -454,20 +454,17 @@ impl Conn {
         if buf.is_empty() {
             buf.resize(FIRST_READ, 0);
         }
-        match wake::recv_nowait(target, &mut buf) {
-            Ok(0) => {
-                self.target_readable = false;
-                match self.link.writer_error() {
-                    // EOF because the writer failed and shut the socket.
-                    Some(why) => self.abort(why),
-                    None => self.target_eof = true,
-                }
-            }
+        let read = wake::recv_nowait(target, &mut buf);
+        // Readable still only after a read that filled the buffer; otherwise most likely
+        // drained: let poll say when there is more.
+        self.target_readable = matches!(read, Ok(n) if n == buf.len());
+        match read {
+            Ok(0) => match self.link.writer_error() {
+                // EOF because the writer failed and shut the socket.
+                Some(why) => self.abort(why),
+                None => self.target_eof = true,
+            },
             Ok(n) => {
-                if n < buf.len() {
-                    // Most likely drained: let poll say when there is more.
-                    self.target_readable = false;
-                }
                 // A full buffer means bulk data: read in big chunks from the next read on.
                 let grow = n == buf.len() && buf.len() < READ_CHUNK;
                 self.pending_up = Some(Outgoing {
@@ -478,12 +475,10 @@ impl Conn {
                 });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.target_readable = false;
                 self.up_buf = buf;
                 return false;
             }
             Err(e) => {
-                self.target_readable = false;
                 let why = self
                     .link
                     .writer_error()

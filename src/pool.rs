@@ -97,6 +97,8 @@ impl Pool {
 /// A worker thread's life: its first job, then park and take jobs until `PARK` passes
 /// with none, or too many are parked already.
 fn serve(inner: &Arc<Inner>, first: Job) {
+    // Counted out however the thread ends, a panicking job included.
+    let _alive = Alive(inner.clone());
     first();
     loop {
         // Park, unless enough threads are parked already.
@@ -113,7 +115,15 @@ fn serve(inner: &Arc<Inner>, first: Job) {
             None => break,
         }
     }
-    inner.live.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// A worker thread's place in `live`, given up when the thread ends.
+struct Alive(Arc<Inner>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Waits as a parked thread: a job, or `None` once this thread has left the pool.

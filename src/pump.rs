@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -315,17 +315,8 @@ impl<'a> Pump<'a> {
             write: pass.wants_write,
         };
         self.watch_targets();
-        let waited = wake::wait(
-            self.socket.as_raw_fd(),
-            interest,
-            self.wake_rx,
-            &mut self.targets,
-            timeout,
-        );
-        self.saw_targets();
-        let ready = waited?;
+        let ready = self.wait(self.socket.as_raw_fd(), interest, timeout)?;
         if ready.socket_readable {
-            self.relay_readable();
             self.liveness.touch();
             self.state.touch_relay_input();
             self.ack_now();
@@ -361,18 +352,25 @@ impl<'a> Pump<'a> {
             write: false,
         };
         let socket = if relay { self.socket.as_raw_fd() } else { -1 };
-        let waited = wake::wait(
-            socket,
-            interest,
-            self.wake_rx,
-            &mut self.targets,
-            Duration::ZERO,
-        );
+        self.wait(socket, interest, Duration::ZERO).map(|_| ())
+    }
+
+    /// The one poll(2) of the pump: the relay socket (`socket`, -1 for none), the wake
+    /// line and the targets `watch_targets` put in. Hands each connection its target's
+    /// answer, and opens the receive gate when the relay socket is readable.
+    fn wait(
+        &mut self,
+        socket: RawFd,
+        interest: Interest,
+        timeout: Duration,
+    ) -> std::io::Result<wake::Readiness> {
+        let waited = wake::wait(socket, interest, self.wake_rx, &mut self.targets, timeout);
         self.saw_targets();
-        if waited?.socket_readable {
+        let ready = waited?;
+        if ready.socket_readable {
             self.relay_readable();
         }
-        Ok(())
+        Ok(ready)
     }
 
     /// Poll saw the relay socket readable: libssh2's next recv() must reach it.
@@ -999,17 +997,10 @@ impl<'a> Pump<'a> {
                     read: true,
                     write: true,
                 };
-                let ready = wake::wait(
-                    self.socket.as_raw_fd(),
-                    interest,
-                    self.wake_rx,
-                    &mut Targets::default(),
-                    RETRY_SOON,
-                )
-                .map_err(|e| format!("poll failed: {e}"))?;
-                if ready.socket_readable {
-                    self.relay_readable();
-                }
+                // No targets: only the relay socket matters until the packet is out.
+                self.targets.clear();
+                self.wait(self.socket.as_raw_fd(), interest, RETRY_SOON)
+                    .map_err(|e| format!("poll failed: {e}"))?;
             }
         }
         Ok(())

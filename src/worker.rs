@@ -20,6 +20,7 @@ use crate::wake::Waker;
 /// Buffers queued relay -> target per connection: with the pump's 64 KiB reads this
 /// bounds what flytube holds for one slow target to about 4 x 64 KiB.
 pub const QUEUE_DEPTH: usize = 4;
+
 /// From the target side to the pump.
 #[derive(Debug)]
 pub enum Up {

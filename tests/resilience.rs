@@ -219,6 +219,27 @@ fn parked_workers_are_reused_and_then_end() {
     assert_eq!(now, idle, "parked workers end once no connection comes");
 }
 
+/// flytube forwarding a fresh relay port to `target`: the process, the port, and its RSS
+/// (KiB) before any traffic.
+fn tunnel_to(relay: &Relay, target: u16) -> (Flytube, u16, u64) {
+    let source = free_port();
+    let mut args = relay.args();
+    args.extend(forward(source, target));
+    let flytube = Flytube::serving(&args);
+    let rss_idle = status_kib(flytube.pid(), "VmRSS");
+    (flytube, source, rss_idle)
+}
+
+/// flytube's peak RSS stayed within 32 MiB of `rss_idle` through `what`.
+fn assert_peak_rss_near(flytube: &Flytube, rss_idle: u64, what: &str) {
+    let peak = status_kib(flytube.pid(), "VmHWM");
+    eprintln!("flytube RSS idle {rss_idle} KiB, peak {peak} KiB after {what}");
+    assert!(
+        peak < rss_idle + 32 * 1024,
+        "peak RSS {peak} KiB vs idle {rss_idle} KiB"
+    );
+}
+
 #[test]
 fn slow_platform_client_keeps_memory_bounded() {
     let relay = Relay::start();
@@ -237,11 +258,7 @@ fn slow_platform_client_keeps_memory_bounded() {
         let _ = s.shutdown(Shutdown::Write);
         sent
     });
-    let source = free_port();
-    let mut args = relay.args();
-    args.extend(forward(source, target));
-    let flytube = Flytube::serving(&args);
-    let rss_idle = status_kib(flytube.pid(), "VmRSS");
+    let (flytube, source, rss_idle) = tunnel_to(&relay, target);
     let mut client = connect(source);
     let mut buf = [0u8; 16 * 1024];
     let mut total = 0u64;
@@ -268,12 +285,7 @@ fn slow_platform_client_keeps_memory_bounded() {
         sender.recv_timeout(Duration::from_secs(30)).unwrap(),
         200 << 20
     );
-    let peak = status_kib(flytube.pid(), "VmHWM");
-    eprintln!("flytube RSS idle {rss_idle} KiB, peak {peak} KiB after 200 MiB to a slow client");
-    assert!(
-        peak < rss_idle + 32 * 1024,
-        "peak RSS {peak} KiB vs idle {rss_idle} KiB"
-    );
+    assert_peak_rss_near(&flytube, rss_idle, "200 MiB to a slow client");
 }
 
 #[test]
@@ -297,11 +309,7 @@ fn slow_target_keeps_memory_bounded() {
         let _ = s.write_all(&total.to_be_bytes());
         total
     });
-    let source = free_port();
-    let mut args = relay.args();
-    args.extend(forward(source, target));
-    let flytube = Flytube::serving(&args);
-    let rss_idle = status_kib(flytube.pid(), "VmRSS");
+    let (flytube, source, rss_idle) = tunnel_to(&relay, target);
     let mut client = connect(source);
     let chunk = vec![0x5au8; 1 << 20];
     for _ in 0..200 {
@@ -315,12 +323,7 @@ fn slow_target_keeps_memory_bounded() {
         reader.recv_timeout(Duration::from_secs(30)).unwrap(),
         200 << 20
     );
-    let peak = status_kib(flytube.pid(), "VmHWM");
-    eprintln!("flytube RSS idle {rss_idle} KiB, peak {peak} KiB after 200 MiB to a slow target");
-    assert!(
-        peak < rss_idle + 32 * 1024,
-        "peak RSS {peak} KiB vs idle {rss_idle} KiB"
-    );
+    assert_peak_rss_near(&flytube, rss_idle, "200 MiB to a slow target");
 }
 
 #[test]
