@@ -119,11 +119,6 @@ impl Targets {
         self.fds.len() - 1
     }
 
-    /// How many sockets are watched.
-    pub fn len(&self) -> usize {
-        self.fds.len()
-    }
-
     /// True when no socket is watched.
     pub fn is_empty(&self) -> bool {
         self.fds.is_empty()
