@@ -34,8 +34,22 @@ pub struct Negotiated {
     pub kex: String,
     /// Cipher client to server.
     pub cipher: String,
+    /// MAC client to server; for an AEAD cipher, libssh2's name for "inside the cipher".
+    pub mac: String,
     /// The relay's host key.
     pub host_key: PresentedKey,
+}
+
+impl Negotiated {
+    /// The cipher, and the MAC beside it unless the cipher authenticates itself (AEAD).
+    pub fn cipher_and_mac(&self) -> String {
+        let aead = self.cipher.contains("-gcm@") || self.cipher.starts_with("chacha20-poly1305");
+        if aead || self.mac.is_empty() {
+            self.cipher.clone()
+        } else {
+            format!("{} with {}", self.cipher, self.mac)
+        }
+    }
 }
 
 /// Resolves the relay name afresh (DNS may have changed since the last attempt).
@@ -219,6 +233,10 @@ pub fn handshake(
             .to_string(),
         cipher: session
             .methods(ssh2::MethodType::CryptCs)
+            .unwrap_or("")
+            .to_string(),
+        mac: session
+            .methods(ssh2::MethodType::MacCs)
             .unwrap_or("")
             .to_string(),
         host_key,

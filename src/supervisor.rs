@@ -202,6 +202,7 @@ impl Supervisor {
             relay:% = settings.relay.address(),
             peer:% = connected.peer,
             cipher = negotiated.cipher.as_str(),
+            mac = negotiated.mac.as_str(),
             kex = negotiated.kex.as_str(),
             host_key:% = negotiated.host_key.fingerprint();
             "connected to relay {} ({}): {}, kex {}, cipher {}, host key {} {}",
@@ -209,7 +210,7 @@ impl Supervisor {
             connected.peer,
             negotiated.banner,
             negotiated.kex,
-            negotiated.cipher,
+            negotiated.cipher_and_mac(),
             negotiated.host_key.key_type,
             negotiated.host_key.fingerprint()
         );

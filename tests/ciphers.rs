@@ -74,7 +74,8 @@ fn aes256_gcm_round_trips_intact() {
 
 #[test]
 fn aes256_ctr_round_trips_intact() {
-    round_trip_with("Ciphers aes256-ctr\nMACs hmac-sha2-256", "aes256-ctr", 24);
+    let flytube = round_trip_with("Ciphers aes256-ctr\nMACs hmac-sha2-256", "aes256-ctr", 24);
+    flytube.assert_logged("cipher aes256-ctr with hmac-sha2-256");
 }
 
 #[test]
@@ -84,6 +85,12 @@ fn aes256_ctr_with_an_encrypt_then_mac_mac_round_trips_intact() {
         "aes256-ctr",
         16,
     );
+}
+
+#[test]
+fn aes256_ctr_with_hmac_sha2_512_round_trips_intact() {
+    let flytube = round_trip_with("Ciphers aes256-ctr\nMACs hmac-sha2-512", "aes256-ctr", 8);
+    flytube.assert_logged("cipher aes256-ctr with hmac-sha2-512");
 }
 
 #[test]
@@ -103,4 +110,15 @@ fn rekeying_in_the_middle_of_a_transfer_keeps_the_data_intact() {
         "aes256-gcm@openssh.com",
         32,
     );
+}
+
+#[test]
+fn rekeying_with_a_separate_mac_keeps_the_data_intact() {
+    // Each key change replaces the kept, keyed HMAC context of each direction (patch 0008).
+    let flytube = round_trip_with(
+        "Ciphers aes256-ctr\nMACs hmac-sha2-256-etm@openssh.com\nRekeyLimit 4M",
+        "aes256-ctr",
+        24,
+    );
+    flytube.assert_logged("cipher aes256-ctr with hmac-sha2-256-etm@openssh.com");
 }

@@ -92,6 +92,16 @@ int ssh2_hmac_init(ssh2_hmac_ctx *ctx, ssh2_hmac_alg alg,
 int ssh2_hmac_update(ssh2_hmac_ctx *ctx, const void *input, size_t input_len);
 #endif
 int ssh2_hmac_final(ssh2_hmac_ctx *ctx, void *mac, size_t mac_len);
+/* A backend that defines LIBSSH2_HMAC_REINIT to 1 can restart a context that
+   ssh2_hmac_init() keyed, after ssh2_hmac_final(), with the same key:
+   ssh2_hmac_reinit(). The MAC methods then key one context per direction once
+   instead of creating and keying one for every packet. */
+#ifndef LIBSSH2_HMAC_REINIT
+#define LIBSSH2_HMAC_REINIT 0
+#endif
+#if LIBSSH2_HMAC_REINIT
+int ssh2_hmac_reinit(ssh2_hmac_ctx *ctx);
+#endif
 void ssh2_hmac_cleanup(ssh2_hmac_ctx *ctx);
 
 #if LIBSSH2_MD5 || LIBSSH2_MD5_PEM

@@ -67,15 +67,38 @@ static const struct mac_method mac_method_none = {
 };
 #endif /* LIBSSH2DEBUG && LIBSSH2_MAC_NONE_INSECURE */
 
+#if LIBSSH2_HMAC_REINIT
+/* One direction's MAC state: the key until the first packet, then a context
+   keyed with it once and restarted for every packet (setting up an HMAC is
+   several times the cost of a small packet's MAC). */
+struct mac_keyed {
+    unsigned char *key; /* NULL once ctx is keyed with it */
+    ssh2_hmac_ctx ctx;
+};
+#endif
+
 /*
  * Initialize simple mac methods
  */
 static int mac_method_common_init(LIBSSH2_SESSION *session, unsigned char *key,
                                   int *free_key, void **abstract)
 {
+#if LIBSSH2_HMAC_REINIT
+    struct mac_keyed *state = SSH2_ALLOC(session, sizeof(*state));
+
+    /* Without a state every MAC fails, so the session ends at its next
+       packet (kex ignores what init returns). */
+    *abstract = state;
+    if(!state) {
+        *free_key = 1;
+        return -1;
+    }
+    state->key = key;
+#else
     *abstract = key;
-    *free_key = 0;
     (void)session;
+#endif
+    *free_key = 0;
 
     return 0;
 }
@@ -85,11 +108,43 @@ static int mac_method_common_init(LIBSSH2_SESSION *session, unsigned char *key,
  */
 static int mac_method_common_dtor(LIBSSH2_SESSION *session, void **abstract)
 {
+#if LIBSSH2_HMAC_REINIT
+    struct mac_keyed *state = (struct mac_keyed *)*abstract;
+
+    if(state) {
+        if(state->key)
+            SSH2_FREE(session, state->key);
+        else
+            ssh2_hmac_cleanup(&state->ctx);
+        SSH2_FREE(session, state);
+    }
+#else
     if(*abstract)
         SSH2_FREE(session, *abstract);
+#endif
     *abstract = NULL;
 
     return 0;
+}
+
+/* MAC of seqno, packet and addtl with a context keyed for this packet. */
+static int mac_hmac_packet(ssh2_hmac_ctx *ctx, size_t digest_len,
+                           unsigned char *buf, uint32_t seqno,
+                           const unsigned char *packet, size_t packet_len,
+                           const unsigned char *addtl, size_t addtl_len)
+{
+    unsigned char seqno_buf[4];
+    int res;
+
+    ssh2_htonu32(seqno_buf, seqno);
+    res = ssh2_hmac_update(ctx, seqno_buf, 4) &&
+          ssh2_hmac_update(ctx, packet, packet_len);
+    if(res && addtl && addtl_len)
+        res = ssh2_hmac_update(ctx, addtl, addtl_len);
+    if(res)
+        res = ssh2_hmac_final(ctx, buf, digest_len);
+
+    return res;
 }
 
 /*
@@ -102,25 +157,42 @@ static int mac_method_hmac(LIBSSH2_SESSION *session,
                            const unsigned char *addtl, size_t addtl_len,
                            void **abstract)
 {
+#if LIBSSH2_HMAC_REINIT
+    struct mac_keyed *state = (struct mac_keyed *)*abstract;
+
+    if(!state)
+        return 1;
+    if(state->key) {
+        /* First packet: key the context, then forget the key. Every HMAC
+           method's key is as long as its digest. */
+        if(!ssh2_hmac_ctx_init(&state->ctx))
+            return 1;
+        if(!ssh2_hmac_init(&state->ctx, alg, state->key, digest_len)) {
+            ssh2_hmac_cleanup(&state->ctx);
+            return 1;
+        }
+        ssh2_zero_free(session, state->key, digest_len);
+        state->key = NULL;
+    }
+    else if(!ssh2_hmac_reinit(&state->ctx))
+        return 1;
+
+    return !mac_hmac_packet(&state->ctx, digest_len, buf, seqno,
+                            packet, packet_len, addtl, addtl_len);
+#else
     ssh2_hmac_ctx ctx;
-    unsigned char seqno_buf[4];
     int res;
     (void)session;
-
-    ssh2_htonu32(seqno_buf, seqno);
 
     if(!ssh2_hmac_ctx_init(&ctx))
         return 1;
     res = ssh2_hmac_init(&ctx, alg, *abstract, digest_len) &&
-          ssh2_hmac_update(&ctx, seqno_buf, 4) &&
-          ssh2_hmac_update(&ctx, packet, packet_len);
-    if(res && addtl && addtl_len)
-        res = ssh2_hmac_update(&ctx, addtl, addtl_len);
-    if(res)
-        res = ssh2_hmac_final(&ctx, buf, digest_len);
+          mac_hmac_packet(&ctx, digest_len, buf, seqno,
+                          packet, packet_len, addtl, addtl_len);
     ssh2_hmac_cleanup(&ctx);
 
     return !res;
+#endif
 }
 
 #if LIBSSH2_HMAC_SHA512

@@ -128,6 +128,17 @@ int ssh2_hmac_init(ssh2_hmac_ctx *ctx, ssh2_hmac_alg alg,
 #endif
 }
 
+#if LIBSSH2_HMAC_REINIT
+int ssh2_hmac_reinit(ssh2_hmac_ctx *ctx)
+{
+#ifdef USE_OPENSSL_3
+    return EVP_MAC_init(*ctx, NULL, 0, NULL);
+#else
+    return HMAC_Init_ex(*ctx, NULL, 0, NULL, NULL);
+#endif
+}
+#endif
+
 int ssh2_hmac_final(ssh2_hmac_ctx *ctx, void *mac, size_t mac_len)
 {
 #ifdef USE_OPENSSL_3

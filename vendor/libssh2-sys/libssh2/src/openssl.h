@@ -279,6 +279,12 @@
 #endif
 #endif /* USE_OPENSSL_3 */
 
+/* OpenSSL restarts a keyed HMAC context without its key being set again
+   (EVP_MAC_init() and HMAC_Init_ex() with a NULL key). */
+#ifndef LIBSSH2_WOLFSSL
+#define LIBSSH2_HMAC_REINIT 1
+#endif
+
 #if LIBSSH2_RSA
 #ifdef USE_OPENSSL_3
 #define ssh2_rsa_ctx                 EVP_PKEY
