@@ -7,11 +7,11 @@
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError, bounded};
 
-use crate::downstream::Downstream;
+use crate::downstream::{Downstream, Woken};
 use crate::dynamic::{self, Policy};
 use crate::net;
 use crate::pool::Pool;
@@ -89,6 +89,37 @@ impl Link {
     /// True when the writer has written everything it was given.
     pub fn writer_idle(&self) -> bool {
         self.downstream.idle()
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // The writer may be asleep on the bell, not in the queue: tell it the pump is gone.
+        self.downstream.close();
+    }
+}
+
+/// The writer's receive: the next message for the target, sleeping on the pump's bell
+/// (not in crossbeam's spinning, yielding receive) while the queue is empty. After the
+/// pump has gone, what it queued is still delivered, then `Disconnected`.
+fn take(
+    down: &Receiver<Down>,
+    shared: &Downstream,
+    deadline: Option<Instant>,
+) -> Result<Down, RecvTimeoutError> {
+    loop {
+        match down.try_recv() {
+            Ok(message) => return Ok(message),
+            Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Empty) => {}
+        }
+        match shared.wait(deadline) {
+            Woken::Rung => {}
+            Woken::Closed => {
+                return down.try_recv().map_err(|_| RecvTimeoutError::Disconnected);
+            }
+            Woken::TimedOut => return Err(RecvTimeoutError::Timeout),
+        }
     }
 }
 
@@ -195,7 +226,7 @@ fn serve_handshake(
     send_up: &impl Fn(Up) -> bool,
 ) -> Result<(TcpStream, SocketAddr), String> {
     let read = |wait: Duration| -> io::Result<Option<Vec<u8>>> {
-        let message = down.recv_timeout(wait).map_err(|e| match e {
+        let message = take(down, flags, Some(Instant::now() + wait)).map_err(|e| match e {
             RecvTimeoutError::Timeout => io::Error::from(io::ErrorKind::TimedOut),
             RecvTimeoutError::Disconnected => io::Error::other("connection ended"),
         })?;
@@ -265,10 +296,9 @@ fn took_message(flags: &Downstream, waker: &Waker, message: &Down) {
 
 /// Drops what the client still sends until it leaves or `limit` passes.
 fn linger(down: &Receiver<Down>, flags: &Downstream, waker: &Waker, limit: Duration) {
-    let deadline = std::time::Instant::now() + limit;
+    let deadline = Instant::now() + limit;
     loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match down.recv_timeout(left) {
+        match take(down, flags, Some(deadline)) {
             Ok(message) => {
                 took_message(flags, waker, &message);
                 if matches!(message, Down::Eof) {
@@ -296,7 +326,7 @@ fn copy_to_target(
     waker: Waker,
     up: Sender<Up>,
 ) {
-    while let Ok(message) = down.recv() {
+    while let Ok(message) = take(&down, &shared, None) {
         shared.took(&waker);
         match message {
             Down::Data(buf) => {
