@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
+use crate::sync;
 use crate::wake::Waker;
 
 /// The state both routes share (behind an `Arc`).
@@ -98,27 +99,22 @@ impl Downstream {
             }
             bell.sleeping = true;
             bell = match deadline {
-                None => self.rung.wait(bell).unwrap_or_else(|e| e.into_inner()),
+                None => sync::wait(&self.rung, bell),
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         bell.sleeping = false;
                         return Woken::TimedOut;
                     }
-                    let (bell, _) = self
-                        .rung
-                        .wait_timeout(bell, left)
-                        .unwrap_or_else(|e| e.into_inner());
-                    bell
+                    sync::wait_timeout(&self.rung, bell, left)
                 }
             };
             bell.sleeping = false;
         }
     }
 
-    /// The bell's lock; a panic elsewhere while holding it leaves plain flags behind.
     fn bell(&self) -> MutexGuard<'_, Bell> {
-        self.bell.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.bell)
     }
 
     /// Pump: the queue was full; the message stays with the pump (still marked stalled).

@@ -39,6 +39,7 @@ pub mod signals;
 pub mod splice;
 pub mod state;
 pub mod supervisor;
+pub mod sync;
 pub mod text;
 #[allow(unsafe_code)]
 pub mod wake;

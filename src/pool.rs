@@ -16,6 +16,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::sync::{self, lock};
+
 /// How long a thread with nothing to do waits for the next connection before it ends.
 pub const PARK: Duration = Duration::from_secs(5);
 /// Most threads parked at once; a thread finishing beyond this ends at once.
@@ -88,11 +90,13 @@ impl Inner {
     fn parked(&self) -> MutexGuard<'_, Vec<Arc<Slot>>> {
         lock(&self.parked)
     }
-}
 
-/// Locks, taking over a lock whose holder panicked (the data are plain values).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
+    /// Takes `slot` off the stack; false when a submitter has taken it already.
+    fn leave(&self, slot: &Arc<Slot>) -> bool {
+        let mut parked = self.parked();
+        let at = parked.iter().position(|s| Arc::ptr_eq(s, slot));
+        at.map(|at| parked.remove(at)).is_some()
+    }
 }
 
 /// A worker thread's life: its first job, then park and take jobs until `PARK` passes
@@ -137,25 +141,21 @@ fn wait_for_job(inner: &Inner, slot: &Arc<Slot>) -> Option<Job> {
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            drop(job);
-            let mut parked = inner.parked();
-            if let Some(at) = parked.iter().position(|s| Arc::ptr_eq(s, slot)) {
-                parked.remove(at);
-                return None;
-            }
-            drop(parked);
-            // A submitter took this slot just now: its job is on the way.
-            job = lock(&slot.job);
-            if job.is_none() {
-                job = slot.handed.wait(job).unwrap_or_else(|e| e.into_inner());
-            }
-            continue;
+            break;
         }
-        job = slot
-            .handed
-            .wait_timeout(job, left)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+        job = sync::wait_timeout(&slot.handed, job, left);
+    }
+    drop(job);
+    if inner.leave(slot) {
+        return None;
+    }
+    // A submitter took this slot off the stack just now: its job is on the way.
+    let mut job = lock(&slot.job);
+    loop {
+        if let Some(job) = job.take() {
+            return Some(job);
+        }
+        job = sync::wait(&slot.handed, job);
     }
 }
 

@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
+use crate::sync::lock;
+
 /// How a forwarded connection ended, as the `result` label of
 /// `flytube_connections_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,11 +337,6 @@ pub fn unix_now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-}
-
-/// A poisoned lock still holds a usable value: the state is plain data.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
