@@ -1,6 +1,6 @@
 //! The pump's side of one forwarded connection: its libssh2 channel and the state machine
 //! that moves bytes between that channel, the target socket (read here without blocking)
-//! and the target's writer thread.
+//! and, while the target lags behind, a writer thread.
 //!
 //! Only the pump thread ever calls into this module. libssh2's non-blocking rules shape it
 //! (docs/libssh2.md §10): after EAGAIN the same call must be repeated with the same
@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{TryRecvError, TrySendError};
@@ -111,7 +112,7 @@ pub struct Conn {
     pub forward: usize,
     channel: ssh2::Channel,
     link: Link,
-    target: Option<TcpStream>,
+    target: Option<Arc<TcpStream>>,
     target_addr: Option<SocketAddr>,
     in_flight: Option<Op>,
     /// Target -> relay: the bytes being written.

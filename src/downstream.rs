@@ -1,6 +1,6 @@
 //! The relay -> target direction of one connection, shared by its two routes: the pump's
-//! direct non-blocking send to an idle target socket, and the writer thread that drains
-//! the queue. One place holds the protocol between them.
+//! direct non-blocking send to an idle target socket, and a writer thread that drains the
+//! queue. One place holds the protocol between them.
 //!
 //! - The pump counts a message as `unwritten` before the writer can see it; the writer
 //!   uncounts it once written (or taken by the dynamic-forward handshake). Zero unwritten
@@ -14,6 +14,12 @@
 //!   machine cost flytube 17% of its CPU under `ab` (a context switch per yield). The pump
 //!   rings after queueing, and once more when it drops its end; the ring reaches the
 //!   kernel only when the writer is asleep.
+//! - A writer with nothing to write leaves its thread: it parks its tools (the queue's
+//!   receiving end, the socket) here and the thread goes back to the pool. The pump's next
+//!   queueing takes them back and starts a writer on a pooled thread; the platform's EOF
+//!   with no writer is a half-close the pump does itself. Most connections never stall,
+//!   so their thread is free right after the dial and no thread is woken to end them (a
+//!   context switch per connection under `ab` without keep-alive).
 //! - A failed write is recorded here, beside the queue: the up queue may be full at that
 //!   moment, and the reader then reports a plain EOF which the pump turns into the
 //!   writer's error.
@@ -25,25 +31,44 @@ use std::time::Instant;
 use crate::sync;
 use crate::wake::Waker;
 
-/// The state both routes share (behind an `Arc`).
-#[derive(Debug, Default)]
-pub struct Downstream {
+/// The state both routes share (behind an `Arc`). `W` is what a writer needs to write
+/// (its tools), kept here while no thread writes; opaque to this module.
+pub struct Downstream<W = ()> {
     stalled: AtomicBool,
     unwritten: AtomicI64,
     error: Mutex<Option<String>>,
-    bell: Mutex<Bell>,
+    bell: Mutex<Bell<W>>,
     rung: Condvar,
 }
 
+impl<W> Default for Downstream<W> {
+    fn default() -> Self {
+        Downstream {
+            stalled: AtomicBool::new(false),
+            unwritten: AtomicI64::new(0),
+            error: Mutex::new(None),
+            bell: Mutex::new(Bell {
+                rung: false,
+                sleeping: false,
+                closed: false,
+                parked: None,
+            }),
+            rung: Condvar::new(),
+        }
+    }
+}
+
 /// The writer's bell: set by the pump, read under the same lock, so no ring is lost.
-#[derive(Debug, Default)]
-struct Bell {
+struct Bell<W> {
     /// A message was queued since the writer last looked.
     rung: bool,
     /// The writer is asleep (only then does a ring need a system call).
     sleeping: bool,
     /// The pump dropped its end: nothing more will be queued.
     closed: bool,
+    /// The tools of a writer that left its thread: no thread writes for this connection
+    /// until the pump takes them back.
+    parked: Option<W>,
 }
 
 /// Why the writer's wait ended.
@@ -57,31 +82,71 @@ pub enum Woken {
     TimedOut,
 }
 
-impl Downstream {
+impl<W> Downstream<W> {
     /// Pump: a message is about to be queued (counted, and the queue marked stalled).
     pub fn queueing(&self) {
         self.stalled.store(true, Ordering::SeqCst);
         self.unwritten.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Pump: the message was queued; the queue is not stalled. Rings the writer.
-    pub fn queued(&self) {
+    /// Pump: the message was queued; the queue is not stalled. Rings the writer; when no
+    /// thread writes, returns the parked tools: the caller must start a writer with them.
+    #[must_use = "parked tools returned here must start a writer"]
+    pub fn queued(&self) -> Option<W> {
         self.stalled.store(false, Ordering::SeqCst);
-        self.ring(|bell| bell.rung = true);
+        self.ring(|bell| {
+            bell.rung = true;
+            bell.parked.take()
+        })
     }
 
-    /// Pump: its end of the queue is gone. Rings the writer.
+    /// Pump: its end of the queue is gone. Rings the writer; parked tools are dropped.
     pub fn close(&self) {
-        self.ring(|bell| bell.closed = true);
+        let parked = self.ring(|bell| {
+            bell.closed = true;
+            bell.parked.take()
+        });
+        drop(parked);
     }
 
-    fn ring(&self, mark: impl FnOnce(&mut Bell)) {
+    /// Pump: the parked tools, if no thread writes now (and so nothing is unwritten).
+    pub fn take_parked(&self) -> Option<W> {
+        self.bell().parked.take()
+    }
+
+    fn ring<T>(&self, mark: impl FnOnce(&mut Bell<W>) -> T) -> T {
         let mut bell = self.bell();
-        mark(&mut bell);
+        let marked = mark(&mut bell);
         let sleeping = bell.sleeping;
         drop(bell);
         if sleeping {
             self.rung.notify_one();
+        }
+        marked
+    }
+
+    /// Writer, having found the queue empty: waits for a ring until `linger_until`.
+    /// Returns the tools when something may have been queued (look again); `None` when the
+    /// writer should leave its thread: the tools are parked here for the pump's next
+    /// queueing, or dropped if the pump has gone.
+    pub fn rest(&self, tools: W, linger_until: Instant) -> Option<W> {
+        let mut bell = self.bell();
+        loop {
+            if bell.rung {
+                bell.rung = false;
+                return Some(tools);
+            }
+            if bell.closed {
+                return None;
+            }
+            let left = linger_until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bell.parked = Some(tools);
+                return None;
+            }
+            bell.sleeping = true;
+            bell = sync::wait_timeout(&self.rung, bell, left);
+            bell.sleeping = false;
         }
     }
 
@@ -113,7 +178,7 @@ impl Downstream {
         }
     }
 
-    fn bell(&self) -> MutexGuard<'_, Bell> {
+    fn bell(&self) -> MutexGuard<'_, Bell<W>> {
         sync::lock(&self.bell)
     }
 
@@ -141,14 +206,12 @@ impl Downstream {
 
     /// Writer: writing to the target failed.
     pub fn failed(&self, why: String) {
-        if let Ok(mut slot) = self.error.lock() {
-            *slot = Some(why);
-        }
+        *sync::lock(&self.error) = Some(why);
     }
 
     /// Why writing to the target failed, if it did.
     pub fn error(&self) -> Option<String> {
-        self.error.lock().ok().and_then(|e| e.clone())
+        sync::lock(&self.error).clone()
     }
 }
 
@@ -161,9 +224,9 @@ mod tests {
 
     #[test]
     fn a_ring_before_the_wait_is_not_lost() {
-        let shared = Downstream::default();
+        let shared = Downstream::<()>::default();
         shared.queueing();
-        shared.queued();
+        assert_eq!(shared.queued(), None, "a writer is attached");
         assert_eq!(shared.wait(None), Woken::Rung);
         let soon = Instant::now() + Duration::from_millis(20);
         assert_eq!(
@@ -175,7 +238,7 @@ mod tests {
 
     #[test]
     fn a_sleeping_writer_wakes_for_a_message_and_for_the_close() {
-        let shared = Arc::new(Downstream::default());
+        let shared = Arc::new(Downstream::<()>::default());
         let writer = {
             let shared = shared.clone();
             thread::spawn(move || {
@@ -186,7 +249,7 @@ mod tests {
         // Give the writer time to fall asleep, so the rings have to wake it.
         thread::sleep(Duration::from_millis(50));
         shared.queueing();
-        shared.queued();
+        assert_eq!(shared.queued(), None);
         thread::sleep(Duration::from_millis(50));
         shared.close();
         let woken = writer.join().unwrap();
@@ -195,10 +258,59 @@ mod tests {
 
     #[test]
     fn the_deadline_ends_a_quiet_wait() {
-        let shared = Downstream::default();
+        let shared = Downstream::<()>::default();
         let started = Instant::now();
         let woken = shared.wait(Some(started + Duration::from_millis(30)));
         assert_eq!(woken, Woken::TimedOut);
         assert!(started.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn an_idle_writer_parks_its_tools_and_the_next_queueing_takes_them_back() {
+        let shared = Downstream::<&str>::default();
+        assert_eq!(
+            shared.rest("tools", Instant::now()),
+            None,
+            "nothing queued: park"
+        );
+        shared.queueing();
+        assert_eq!(
+            shared.queued(),
+            Some("tools"),
+            "the pump must start a writer"
+        );
+        assert_eq!(shared.take_parked(), None, "taken once");
+    }
+
+    #[test]
+    fn a_ring_before_the_rest_keeps_the_writer_on_its_thread() {
+        let shared = Downstream::<&str>::default();
+        shared.queueing();
+        assert_eq!(shared.queued(), None);
+        assert_eq!(shared.rest("tools", Instant::now()), Some("tools"));
+        assert_eq!(shared.take_parked(), None);
+    }
+
+    #[test]
+    fn a_lingering_writer_is_rung_and_the_close_drops_parked_tools() {
+        let shared = Arc::new(Downstream::<&str>::default());
+        let writer = {
+            let shared = shared.clone();
+            thread::spawn(move || shared.rest("tools", Instant::now() + Duration::from_secs(10)))
+        };
+        thread::sleep(Duration::from_millis(50));
+        shared.queueing();
+        assert_eq!(shared.queued(), None, "the lingering writer takes it");
+        assert_eq!(writer.join().unwrap(), Some("tools"));
+
+        assert_eq!(shared.rest("tools", Instant::now()), None);
+        shared.close();
+        assert_eq!(
+            shared.take_parked(),
+            None,
+            "the pump has gone: nothing to start"
+        );
+        assert_eq!(shared.rest("tools", Instant::now()), None, "closed: leave");
+        assert_eq!(shared.take_parked(), None, "not parked after the close");
     }
 }

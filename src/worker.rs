@@ -2,7 +2,10 @@
 //! writes to it (pump -> target) what the pump could not hand the socket directly. The
 //! pump reads the target itself, without blocking, when poll says it is readable (as
 //! `ssh -R` does): no thread hand-off on the way back. The worker never touches libssh2:
-//! it trades buffers with the pump over bounded queues, which carry back-pressure.
+//! it trades buffers with the pump over bounded queues, which carry back-pressure. A
+//! writer with nothing left to write gives its thread back to the pool and parks its
+//! tools with the connection; the pump starts a writer again when the target next falls
+//! behind (see downstream.rs).
 
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -21,11 +24,18 @@ use crate::wake::Waker;
 /// bounds what flytube holds for one slow target to about 4 x 64 KiB.
 pub const QUEUE_DEPTH: usize = 4;
 
+/// How long a writer started for a stalled target waits for more before it gives its
+/// thread back: a target that fell behind once usually does again at once (bulk data),
+/// and a waiting writer is rung more cheaply than a new one is started. The worker that
+/// dialed does not wait: most connections never stall.
+pub const WRITER_LINGER: Duration = Duration::from_millis(50);
+
 /// From the target side to the pump.
 #[derive(Debug)]
 pub enum Up {
-    /// The target answered; the stream is a clone the pump uses only to shut it down.
-    Connected(TcpStream, SocketAddr),
+    /// The target answered: the socket, shared by the pump (reads, direct sends, shutdown)
+    /// and whichever writer runs.
+    Connected(Arc<TcpStream>, SocketAddr),
     /// The target could not be reached.
     DialFailed(String),
     /// A dynamic-forward request was refused (not allowed, unreachable, malformed); the
@@ -46,14 +56,31 @@ pub enum Down {
     Eof,
 }
 
+/// What a writer needs; parked in the connection's `Downstream` while no thread writes.
+pub struct WriterTools {
+    target: Arc<TcpStream>,
+    down: Receiver<Down>,
+    up: Sender<Up>,
+}
+
+/// The relay -> target state shared by the pump and the writers (docs in downstream.rs).
+type Shared = Downstream<WriterTools>;
+
+/// Where the pump starts writers: the pool, and the waker they ring the pump with.
+struct Spawner {
+    pool: Pool,
+    waker: Waker,
+}
+
 /// The pump's ends of one connection's queues.
 pub struct Link {
     /// Messages from the target side.
     pub up: Receiver<Up>,
     /// Messages to the target side.
     pub down: Sender<Down>,
-    /// The relay -> target protocol shared with the writer (docs in downstream.rs).
-    downstream: Arc<Downstream>,
+    downstream: Arc<Shared>,
+    /// None for a link with no worker behind it.
+    spawner: Option<Spawner>,
 }
 
 impl Link {
@@ -64,7 +91,8 @@ impl Link {
         Link {
             up,
             down,
-            downstream: Arc::new(Downstream::default()),
+            downstream: Arc::new(Shared::default()),
+            spawner: None,
         }
     }
 
@@ -74,16 +102,48 @@ impl Link {
     }
 
     /// Queues a message for the target, noting the stall first so the writer's next take
-    /// wakes the pump. Returns the message back when the queue is full.
+    /// wakes the pump, and starts a writer if none runs. Returns the message back when the
+    /// queue is full. The platform's EOF with no writer running (so nothing unwritten) is
+    /// a half-close done here: no thread is woken for it.
     pub fn try_send_down(&self, message: Down) -> Result<(), TrySendError<Down>> {
+        if matches!(message, Down::Eof)
+            && let Some(tools) = self.downstream.take_parked()
+        {
+            let _ = tools.target.shutdown(Shutdown::Write);
+            return Ok(());
+        }
         // Counted before it is visible to the writer, which uncounts it after writing.
         self.downstream.queueing();
         let result = self.down.try_send(message);
         match &result {
-            Ok(()) => self.downstream.queued(),
+            Ok(()) => {
+                if let Some(tools) = self.downstream.queued() {
+                    self.start_writer(tools);
+                }
+            }
             Err(_) => self.downstream.not_queued(),
         }
         result
+    }
+
+    /// Starts a writer with parked tools on a pooled thread. If no thread can be had, the
+    /// failure is the writer's: recorded, the socket shut, the pump woken to see it.
+    fn start_writer(&self, tools: WriterTools) {
+        let Some(spawner) = &self.spawner else {
+            return;
+        };
+        let target = tools.target.clone();
+        let shared = self.downstream.clone();
+        let waker = spawner.waker.clone();
+        let started = spawner
+            .pool
+            .run(move || write_to_target(tools, shared, waker, WRITER_LINGER));
+        if let Err(e) = started {
+            self.downstream
+                .failed(format!("cannot start a thread to write to the target: {e}"));
+            let _ = target.shutdown(Shutdown::Both);
+            spawner.waker.wake();
+        }
     }
 
     /// True when the writer has written everything it was given.
@@ -104,7 +164,7 @@ impl Drop for Link {
 /// pump has gone, what it queued is still delivered, then `Disconnected`.
 fn take(
     down: &Receiver<Down>,
-    shared: &Downstream,
+    shared: &Shared,
     deadline: Option<Instant>,
 ) -> Result<Down, RecvTimeoutError> {
     loop {
@@ -152,13 +212,18 @@ pub struct DynamicPlan {
 pub fn spawn(id: u64, plan: TargetPlan, waker: Waker, pool: &Pool) -> io::Result<Link> {
     let (up_tx, up_rx) = bounded(QUEUE_DEPTH);
     let (down_tx, down_rx) = bounded(QUEUE_DEPTH);
-    let downstream = Arc::new(Downstream::default());
+    let downstream = Arc::new(Shared::default());
     let shared = downstream.clone();
-    pool.run(move || run_worker(id, plan, waker, up_tx, down_rx, shared))?;
+    let worker_waker = waker.clone();
+    pool.run(move || run_worker(id, plan, worker_waker, up_tx, down_rx, shared))?;
     Ok(Link {
         up: up_rx,
         down: down_tx,
         downstream,
+        spawner: Some(Spawner {
+            pool: pool.clone(),
+            waker,
+        }),
     })
 }
 
@@ -168,7 +233,7 @@ fn run_worker(
     waker: Waker,
     up: Sender<Up>,
     down: Receiver<Down>,
-    flags: Arc<Downstream>,
+    flags: Arc<Shared>,
 ) {
     let send_up = |message: Up| {
         let delivered = up.send(message).is_ok();
@@ -198,18 +263,14 @@ fn run_worker(
             return;
         }
     };
-    let for_pump = match stream.try_clone() {
-        Ok(clone) => clone,
-        Err(e) => {
-            send_up(Up::DialFailed(format!("cannot clone socket: {e}")));
-            return;
-        }
-    };
-    if !send_up(Up::Connected(for_pump, addr)) {
+    let target = Arc::new(stream);
+    if !send_up(Up::Connected(target.clone(), addr)) {
         // The pump gave up on this connection while we were dialing.
         return;
     }
-    copy_to_target(stream, down, flags, waker, up);
+    // Writes what the pump queued while we dialed, then gives the thread back.
+    let tools = WriterTools { target, down, up };
+    write_to_target(tools, flags, waker, Duration::ZERO);
 }
 
 /// A dynamic-forward connection up to the point where bytes can flow: the client's
@@ -221,7 +282,7 @@ fn serve_handshake(
     plan: &TargetPlan,
     dynamic: &DynamicPlan,
     down: &Receiver<Down>,
-    flags: &Downstream,
+    flags: &Shared,
     waker: &Waker,
     send_up: &impl Fn(Up) -> bool,
 ) -> Result<(TcpStream, SocketAddr), String> {
@@ -287,7 +348,7 @@ fn log_dynamic(id: u64, forward: &str, report: &dynamic::Report) {
 }
 
 /// The bookkeeping the writer does for each message it takes, done by whoever takes it.
-fn took_message(flags: &Downstream, waker: &Waker, message: &Down) {
+fn took_message(flags: &Shared, waker: &Waker, message: &Down) {
     flags.took(waker);
     if matches!(message, Down::Data(_)) {
         flags.written();
@@ -295,7 +356,7 @@ fn took_message(flags: &Downstream, waker: &Waker, message: &Down) {
 }
 
 /// Drops what the client still sends until it leaves or `limit` passes.
-fn linger(down: &Receiver<Down>, flags: &Downstream, waker: &Waker, limit: Duration) {
+fn linger(down: &Receiver<Down>, flags: &Shared, waker: &Waker, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
         match take(down, flags, Some(deadline)) {
@@ -318,32 +379,40 @@ fn dial_target(plan: &TargetPlan) -> Result<(TcpStream, SocketAddr), String> {
     Ok((dialed.stream, dialed.addr))
 }
 
-/// Pump -> target. Ends on the platform's EOF (half-close) or when the pump hangs up.
-fn copy_to_target(
-    mut stream: TcpStream,
-    down: Receiver<Down>,
-    shared: Arc<Downstream>,
-    waker: Waker,
-    up: Sender<Up>,
-) {
-    while let Ok(message) = take(&down, &shared, None) {
+/// Pump -> target: writes what is queued, waiting up to `linger` for more once the queue
+/// is empty, then parks the tools and returns (the thread goes back to the pool). Ends
+/// for good on the platform's EOF (half-close), a failed write, or when the pump hangs up.
+fn write_to_target(tools: WriterTools, shared: Arc<Shared>, waker: Waker, linger: Duration) {
+    let mut tools = tools;
+    loop {
+        let message = match tools.down.try_recv() {
+            Ok(message) => message,
+            Err(TryRecvError::Disconnected) => return,
+            Err(TryRecvError::Empty) => match shared.rest(tools, Instant::now() + linger) {
+                Some(back) => {
+                    tools = back;
+                    continue;
+                }
+                None => return,
+            },
+        };
         shared.took(&waker);
         match message {
             Down::Data(buf) => {
-                let written = stream.write_all(&buf);
+                let written = (&*tools.target).write_all(&buf);
                 shared.written();
                 if let Err(e) = written {
                     // Tell the pump why; the shut socket ends its reads too.
                     let why = format!("write to target: {e}");
                     shared.failed(why.clone());
-                    let _ = up.try_send(Up::Failed(why));
-                    let _ = stream.shutdown(Shutdown::Both);
+                    let _ = tools.up.try_send(Up::Failed(why));
+                    let _ = tools.target.shutdown(Shutdown::Both);
                     waker.wake();
                     return;
                 }
             }
             Down::Eof => {
-                let _ = stream.shutdown(Shutdown::Write);
+                let _ = tools.target.shutdown(Shutdown::Write);
                 return;
             }
         }

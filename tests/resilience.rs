@@ -326,6 +326,78 @@ fn slow_target_keeps_memory_bounded() {
     assert_peak_rss_near(&flytube, rss_idle, "200 MiB to a slow target");
 }
 
+/// A target that falls behind at the start of each burst and then catches up, with the
+/// platform quiet between bursts: each stall starts a writer, which gives its thread back
+/// in the quiet (longer than its linger), so the bytes cross from the pump's direct sends
+/// to a writer and back at every burst. Every byte arrives, in order.
+#[test]
+fn a_target_that_stalls_and_resumes_gets_every_byte_in_order() {
+    // Each burst is more than the kernel buffers between the pump and a paused target hold
+    // (its socket's, up to 4 MiB on loopback, and the target's small receive buffer).
+    const BURSTS: [usize; 3] = [5_000_011, 6_000_007, 5_242_883];
+    let total: usize = BURSTS.iter().sum();
+    let relay = Relay::start();
+    let (caught_up_tx, caught_up) = std::sync::mpsc::channel();
+    let (target, received) = one_shot_target(move |mut s| {
+        // A small receive buffer (but above loopback's 64 KiB segment, or the sender
+        // waits for its persist timer).
+        socket2::SockRef::from(&s)
+            .set_recv_buffer_size(160 * 1024)
+            .unwrap();
+        let mut got = Vec::with_capacity(total);
+        let mut buf = vec![0u8; 24 * 1024 + 7];
+        for burst in BURSTS {
+            // Not reading at first: the pump's sends fill up and a writer takes over.
+            thread::sleep(Duration::from_millis(250));
+            let end = got.len() + burst;
+            while got.len() < end {
+                let want = (end - got.len()).min(buf.len());
+                match s.read(&mut buf[..want]) {
+                    Ok(0) | Err(_) => return got,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = caught_up_tx.send(got.len());
+        }
+        got
+    });
+    let (_flytube, source, _) = tunnel_to(&relay, target);
+    let data = random_bytes(total, 0x5eed_5a11);
+    let mut client = connect(source);
+    let mut sent = 0;
+    for burst in BURSTS {
+        client.write_all(&data[sent..sent + burst]).unwrap();
+        sent += burst;
+        let at = caught_up.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(at, sent, "the target caught up with the burst");
+        // Quiet for longer than a writer's linger (50 ms): it gives its thread back.
+        thread::sleep(Duration::from_millis(100));
+    }
+    client.shutdown(Shutdown::Write).unwrap();
+    let got = received.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(got.len(), total, "bytes at the target");
+    assert!(got == data, "the target got every byte, but not in order");
+}
+
+/// A connection that is open but quiet holds no thread: the worker that dialed gives its
+/// thread back once it has written what arrived during the dial.
+#[test]
+fn an_idle_connection_holds_no_worker_thread() {
+    let relay = Relay::start();
+    let (_echo, source, mut flytube) = echo_tunnel(&relay, &[]);
+    let mut c = connect(source);
+    assert_echoes(&mut c, b"hello");
+    assert_echoes(&mut c, b"again");
+    thread::sleep(Duration::from_millis(300));
+    flytube.signal("TERM");
+    flytube.wait_for("stopping", Duration::from_secs(5));
+    flytube.assert_logged("1 connection(s) (0 busy worker threads)");
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    flytube.assert_exit(0, Duration::from_secs(10));
+}
+
 #[test]
 fn connections_beyond_the_limit_are_refused_and_counted() {
     let relay = Relay::start();
