@@ -121,6 +121,9 @@ pub struct Conn {
     up_buf: Vec<u8>,
     /// Poll saw the target readable and no read since has found it empty.
     target_readable: bool,
+    /// Poll saw the target's FIN: after a short read, read on to its EOF in the same pass,
+    /// so the last data and the EOF leave together (no extra wake-up for the EOF).
+    target_hung_up: bool,
     /// This connection's slot in the pump's last poll, if it was watched.
     poll_slot: Option<usize>,
     target_eof: bool,
@@ -162,6 +165,7 @@ impl Conn {
             pending_up: None,
             up_buf: Vec::new(),
             target_readable: false,
+            target_hung_up: false,
             poll_slot: None,
             target_eof: false,
             eof_sent: false,
@@ -281,6 +285,7 @@ impl Conn {
     pub fn saw_poll(&mut self, targets: &Targets) {
         if let Some(slot) = self.poll_slot.take() {
             self.target_readable |= targets.readable(slot);
+            self.target_hung_up |= targets.hung_up(slot);
         }
     }
 
@@ -456,9 +461,10 @@ impl Conn {
             buf.resize(FIRST_READ, 0);
         }
         let read = wake::recv_nowait(target, &mut buf);
-        // Readable still only after a read that filled the buffer; otherwise most likely
-        // drained: let poll say when there is more.
-        self.target_readable = matches!(read, Ok(n) if n == buf.len());
+        // Readable still only after a read that filled the buffer, or before the EOF poll
+        // announced; otherwise most likely drained: let poll say when there is more.
+        self.target_readable =
+            matches!(read, Ok(n) if n == buf.len() || (n > 0 && self.target_hung_up));
         match read {
             Ok(0) => match self.link.writer_error() {
                 // EOF because the writer failed and shut the socket.

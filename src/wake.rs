@@ -109,11 +109,12 @@ impl Targets {
         self.fds.clear();
     }
 
-    /// Watches `socket` for reading; returns its slot for `readable`.
+    /// Watches `socket` for reading and for its peer's FIN; returns its slot for
+    /// `readable` and `hung_up`.
     pub fn watch(&mut self, socket: &TcpStream) -> usize {
         self.fds.push(libc::pollfd {
             fd: socket.as_raw_fd(),
-            events: libc::POLLIN,
+            events: libc::POLLIN | POLL_PEER_SHUT,
             revents: 0,
         });
         self.fds.len() - 1
@@ -126,10 +127,23 @@ impl Targets {
 
     /// The socket in `slot` has data, an EOF or an error to read (after `wait`).
     pub fn readable(&self, slot: usize) -> bool {
-        let ready = libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+        let ready = libc::POLLIN | POLL_PEER_SHUT | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
         self.fds.get(slot).is_some_and(|p| p.revents & ready != 0)
     }
+
+    /// The peer of the socket in `slot` has sent its FIN: after the data still queued, a
+    /// read will find the EOF (after `wait`).
+    pub fn hung_up(&self, slot: usize) -> bool {
+        let shut = POLL_PEER_SHUT | libc::POLLHUP;
+        self.fds.get(slot).is_some_and(|p| p.revents & shut != 0)
+    }
 }
+
+/// poll's "peer shut down writing" (Linux); elsewhere only POLLHUP tells.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const POLL_PEER_SHUT: libc::c_short = libc::POLLRDHUP;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const POLL_PEER_SHUT: libc::c_short = 0;
 
 /// Sleeps until the socket is ready as asked, a watched target is readable, the waker
 /// rings, or the timeout passes. A negative `socket` is not watched.
