@@ -1,8 +1,8 @@
 //! Small facts about libssh2 that several parts rely on: its error codes by name, its
 //! millisecond timeouts, what the linked library supports, and the calls ssh2 does not
-//! wrap (the originator of an accepted forwarded channel, the pump's receive gate). One of
-//! the two modules allowed `unsafe` (with wake.rs): each FFI call commented. See
-//! docs/libssh2.md.
+//! wrap (the originator of an accepted forwarded channel, the pump's receive gate and send
+//! counter). One of the two modules allowed `unsafe` (with wake.rs): each FFI call
+//! commented. See docs/libssh2.md.
 
 use std::cell::Cell;
 use std::os::raw::{c_int, c_void};
@@ -123,6 +123,44 @@ extern "C" fn gated_recv(
     rc
 }
 
+thread_local! {
+    static SENDS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many sends this thread's libssh2 sessions have made that put bytes on the socket
+/// (the pump's: a pass that sent anything carried the ACK the relay is owed with it).
+pub fn sends() -> u64 {
+    SENDS.with(Cell::get)
+}
+
+/// libssh2's send callback, counting the sends that put bytes on the socket; otherwise
+/// the same as libssh2's own (`ssh2_send` in misc.c: -errno on failure, EINTR and
+/// EWOULDBLOCK as -EAGAIN).
+extern "C" fn counted_send(
+    socket: c_int,
+    buffer: *const c_void,
+    length: libc::size_t,
+    flags: c_int,
+    _abstract: *mut *mut c_void,
+) -> libc::ssize_t {
+    // SAFETY: libssh2 passes its own send buffer with its length and the session's
+    // socket, exactly as it would to send() in its default callback.
+    let rc = unsafe { libc::send(socket, buffer, length, flags) };
+    if rc < 0 {
+        let errno = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        if errno == libc::EINTR || errno == libc::EAGAIN || errno == libc::EWOULDBLOCK {
+            return -(libc::EAGAIN as libc::ssize_t);
+        }
+        return -(errno as libc::ssize_t);
+    }
+    if rc > 0 {
+        SENDS.with(|n| n.set(n.get() + 1));
+    }
+    rc
+}
+
 unsafe extern "C" {
     fn libssh2_session_callback_set2(
         session: *mut libssh2_sys::LIBSSH2_SESSION,
@@ -131,23 +169,32 @@ unsafe extern "C" {
     ) -> Option<unsafe extern "C" fn()>;
 }
 
-/// libssh2.h: LIBSSH2_CALLBACK_RECV.
+/// libssh2.h: LIBSSH2_CALLBACK_SEND and LIBSSH2_CALLBACK_RECV.
+const LIBSSH2_CALLBACK_SEND: c_int = 5;
 const LIBSSH2_CALLBACK_RECV: c_int = 6;
 
-/// Puts the receive gate in front of `session`'s socket reads. The gate stays `Off` (plain
-/// recv) until the calling thread opens it.
-pub fn install_recv_gate(session: &ssh2::Session) {
+/// Puts the receive gate in front of `session`'s socket reads and the send counter in
+/// front of its writes. The gate stays `Off` (plain recv) until the calling thread opens it.
+pub fn install_socket_callbacks(session: &ssh2::Session) {
     type RecvFn =
         extern "C" fn(c_int, *mut c_void, libc::size_t, c_int, *mut *mut c_void) -> libc::ssize_t;
+    type SendFn =
+        extern "C" fn(c_int, *const c_void, libc::size_t, c_int, *mut *mut c_void) -> libc::ssize_t;
     let mut raw = session.raw();
-    // SAFETY: a function pointer cast to libssh2's generic callback type, as its API asks;
-    // libssh2 calls it back with the LIBSSH2_RECV_FUNC signature that `gated_recv` has.
-    let generic =
-        unsafe { std::mem::transmute::<RecvFn, unsafe extern "C" fn()>(gated_recv as RecvFn) };
-    // SAFETY: `raw` is the live session, locked by ssh2 for the call; setting a callback
+    // SAFETY: function pointers cast to libssh2's generic callback type, as its API asks;
+    // libssh2 calls them back with the LIBSSH2_RECV_FUNC and LIBSSH2_SEND_FUNC signatures
+    // that `gated_recv` and `counted_send` have.
+    let (recv, send) = unsafe {
+        (
+            std::mem::transmute::<RecvFn, unsafe extern "C" fn()>(gated_recv as RecvFn),
+            std::mem::transmute::<SendFn, unsafe extern "C" fn()>(counted_send as SendFn),
+        )
+    };
+    // SAFETY: `raw` is the live session, locked by ssh2 for the calls; setting a callback
     // only stores the pointer.
     unsafe {
-        libssh2_session_callback_set2(&mut *raw, LIBSSH2_CALLBACK_RECV, Some(generic));
+        libssh2_session_callback_set2(&mut *raw, LIBSSH2_CALLBACK_RECV, Some(recv));
+        libssh2_session_callback_set2(&mut *raw, LIBSSH2_CALLBACK_SEND, Some(send));
     }
 }
 

@@ -45,6 +45,9 @@ const DRAIN_IDLE: Duration = Duration::from_millis(500);
 const FINAL_CLOSE: Duration = Duration::from_secs(2);
 /// Size of the pump's channel read buffer: libssh2 fills it from several queued packets.
 const SCRATCH: usize = 256 * 1024;
+/// How long the ACK for what the relay sent may wait for our own next packet to carry it
+/// (a target's answer usually comes sooner) before it goes out alone (see `ack_now`).
+const ACK_DEFER: Duration = Duration::from_micros(200);
 
 /// Why the pump returned.
 #[derive(Debug)]
@@ -127,6 +130,9 @@ pub struct Pump<'a> {
     origins: HashMap<u64, String>,
     probe: Probe,
     probe_in_flight: bool,
+    /// The relay sent something we have not acknowledged with a packet of our own since:
+    /// the send count then, and when.
+    ack_owed: Option<(u64, Instant)>,
     last_probe: Instant,
     drain_started: Option<Instant>,
     refused: u64,
@@ -200,6 +206,7 @@ impl<'a> Pump<'a> {
             origins: HashMap::new(),
             probe: Probe::Idle,
             probe_in_flight: false,
+            ack_owed: None,
             last_probe: Instant::now(),
             drain_started: None,
             refused: 0,
@@ -237,7 +244,7 @@ impl<'a> Pump<'a> {
         if self.slots.iter().all(|s| s.listener.is_none()) && !self.slots.is_empty() {
             log::warn!("no forward is serving yet; retrying the refused ones");
         }
-        libssh2::install_recv_gate(&self.session);
+        libssh2::install_socket_callbacks(&self.session);
         self.set_blocking(false);
         let mut woken = false;
         loop {
@@ -309,7 +316,10 @@ impl<'a> Pump<'a> {
     /// Sleeps until the relay socket, a watched target or the wake line is ready, or the
     /// next timer is due. True when the wake line rang.
     fn sleep(&mut self, pass: &Pass) -> std::io::Result<bool> {
-        let timeout = self.sleep_limit(pass);
+        let mut timeout = self.sleep_limit(pass);
+        if let Some(ack_left) = self.settle_ack() {
+            timeout = timeout.min(ack_left);
+        }
         let interest = Interest {
             read: self.will_read(),
             write: pass.wants_write,
@@ -319,9 +329,25 @@ impl<'a> Pump<'a> {
         if ready.socket_readable {
             self.liveness.touch();
             self.state.touch_relay_input();
-            self.ack_now();
         }
         Ok(ready.woken)
+    }
+
+    /// Before sleeping: the ACK owed to the relay went out with a packet of ours, or may
+    /// wait a little longer for one (returns how long), or goes out alone now.
+    fn settle_ack(&mut self) -> Option<Duration> {
+        let (sends_then, since) = self.ack_owed?;
+        if libssh2::sends() != sends_then {
+            self.ack_owed = None;
+            return None;
+        }
+        let left = ACK_DEFER.saturating_sub(since.elapsed());
+        if left.is_zero() {
+            self.ack_now();
+            self.ack_owed = None;
+            return None;
+        }
+        Some(left)
     }
 
     /// Puts the target sockets the connections want to read into the next poll.
@@ -369,6 +395,11 @@ impl<'a> Pump<'a> {
         let ready = waited?;
         if ready.socket_readable {
             self.relay_readable();
+            // Owed from now, unless already owed with no send of ours since.
+            let sends = libssh2::sends();
+            if !matches!(self.ack_owed, Some((then, _)) if then == sends) {
+                self.ack_owed = Some((sends, Instant::now()));
+            }
         }
         Ok(ready)
     }
@@ -1044,8 +1075,12 @@ impl<'a> Pump<'a> {
 
     /// The relay's sshd keeps Nagle on for non-interactive sessions, so it holds a small
     /// packet back until its previous one is acknowledged; with our kernel delaying ACKs
-    /// (up to 40 ms) every connection set-up and teardown would stall. TCP_QUICKACK is not
-    /// sticky on Linux, so it is set again whenever the relay sent something.
+    /// (up to 40 ms) every connection set-up and teardown would stall. TCP_QUICKACK (not
+    /// sticky on Linux) sends the pending ACK at once. Not on every input, though: set
+    /// before the read, it made the kernel send a bare ACK with every message the relay
+    /// sent, just ahead of the answer that would have carried it (a packet and a wake-up of
+    /// the relay per request). So it is set only when nothing of ours has gone out within
+    /// `ACK_DEFER` of the input (`settle_ack`).
     fn ack_now(&self) {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {

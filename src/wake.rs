@@ -139,6 +139,38 @@ impl Targets {
     }
 }
 
+/// poll(2) with a timeout finer than a millisecond where the system has ppoll (the pump's
+/// deferred ACK waits some hundred microseconds); elsewhere rounded up to milliseconds.
+fn poll_fds(fds: &mut [libc::pollfd], timeout: Duration) -> libc::c_int {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        let limit = Duration::from_secs(i32::MAX as u64);
+        let timeout = timeout.min(limit);
+        let spec = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `fds` is a valid, initialised array of pollfd structs that lives for
+        // the whole call, its length is passed alongside it, `spec` outlives the call, and
+        // a null signal mask leaves the mask unchanged (plain poll).
+        unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                &spec,
+                std::ptr::null(),
+            )
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: `fds` is a valid, initialised array of pollfd structs that lives for
+        // the whole call, and its length is passed alongside it.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) }
+    }
+}
+
 /// poll's "peer shut down writing" (Linux); elsewhere only POLLHUP tells.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const POLL_PEER_SHUT: libc::c_short = libc::POLLRDHUP;
@@ -174,16 +206,7 @@ pub fn wait(
         events: libc::POLLIN,
         revents: 0,
     });
-    let timeout_ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: `fds` is a valid, initialised array of pollfd structs that lives for the
-    // whole call, and its length is passed alongside it.
-    let rc = unsafe {
-        libc::poll(
-            targets.fds.as_mut_ptr(),
-            targets.fds.len() as libc::nfds_t,
-            timeout_ms,
-        )
-    };
+    let rc = poll_fds(&mut targets.fds, timeout);
     let relay = targets.fds[own].revents;
     let woken = targets.fds[own + 1].revents & libc::POLLIN != 0;
     targets.fds.truncate(own);
