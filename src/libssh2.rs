@@ -120,17 +120,27 @@ extern "C" fn gated_recv(
     if gate == RecvGate::Open && rc > 0 && (rc as usize) < length {
         set_recv_gate(RecvGate::Drained);
     }
+    if rc > 0 {
+        RECEIVED.with(|n| n.set(n.get() + rc as u64));
+    }
     rc
 }
 
 thread_local! {
     static SENDS: Cell<u64> = const { Cell::new(0) };
+    static RECEIVED: Cell<u64> = const { Cell::new(0) };
 }
 
 /// How many sends this thread's libssh2 sessions have made that put bytes on the socket
 /// (the pump's: a pass that sent anything carried the ACK the relay is owed with it).
 pub fn sends() -> u64 {
     SENDS.with(Cell::get)
+}
+
+/// Bytes this thread's libssh2 sessions have received (the pump's: small input is a
+/// message that may wait for an answer to carry its ACK, bulk input was ACKed as it came).
+pub fn received() -> u64 {
+    RECEIVED.with(Cell::get)
 }
 
 /// libssh2's send callback, counting the sends that put bytes on the socket; otherwise

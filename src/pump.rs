@@ -45,9 +45,13 @@ const DRAIN_IDLE: Duration = Duration::from_millis(500);
 const FINAL_CLOSE: Duration = Duration::from_secs(2);
 /// Size of the pump's channel read buffer: libssh2 fills it from several queued packets.
 const SCRATCH: usize = 256 * 1024;
-/// How long the ACK for what the relay sent may wait for our own next packet to carry it
-/// (a target's answer usually comes sooner) before it goes out alone (see `ack_now`).
+/// How long the ACK for a message the relay sent may wait for our own next packet to carry
+/// it (a target's answer usually comes sooner) before it goes out alone (see `ack_now`).
 const ACK_DEFER: Duration = Duration::from_micros(200);
+/// Input beyond this since the ACK became owed is bulk, not a message: the kernel ACKed
+/// most of it as it came, and the rest is ACKed before the pump sleeps, not after a timer
+/// (which would wake the pump in every pause of a bulk transfer).
+const ACK_DEFER_UP_TO: u64 = 16 * 1024;
 
 /// Why the pump returned.
 #[derive(Debug)]
@@ -130,9 +134,8 @@ pub struct Pump<'a> {
     origins: HashMap<u64, String>,
     probe: Probe,
     probe_in_flight: bool,
-    /// The relay sent something we have not acknowledged with a packet of our own since:
-    /// the send count then, and when.
-    ack_owed: Option<(u64, Instant)>,
+    /// The relay sent something we have not acknowledged with a packet of our own since.
+    ack_owed: Option<AckOwed>,
     last_probe: Instant,
     drain_started: Option<Instant>,
     refused: u64,
@@ -336,13 +339,13 @@ impl<'a> Pump<'a> {
     /// Before sleeping: the ACK owed to the relay went out with a packet of ours, or may
     /// wait a little longer for one (returns how long), or goes out alone now.
     fn settle_ack(&mut self) -> Option<Duration> {
-        let (sends_then, since) = self.ack_owed?;
-        if libssh2::sends() != sends_then {
+        let owed = self.ack_owed?;
+        if libssh2::sends() != owed.sends {
             self.ack_owed = None;
             return None;
         }
-        let left = ACK_DEFER.saturating_sub(since.elapsed());
-        if left.is_zero() {
+        let left = ACK_DEFER.saturating_sub(owed.since.elapsed());
+        if left.is_zero() || libssh2::received() - owed.received > ACK_DEFER_UP_TO {
             self.ack_now();
             self.ack_owed = None;
             return None;
@@ -397,8 +400,12 @@ impl<'a> Pump<'a> {
             self.relay_readable();
             // Owed from now, unless already owed with no send of ours since.
             let sends = libssh2::sends();
-            if !matches!(self.ack_owed, Some((then, _)) if then == sends) {
-                self.ack_owed = Some((sends, Instant::now()));
+            if !matches!(self.ack_owed, Some(owed) if owed.sends == sends) {
+                self.ack_owed = Some(AckOwed {
+                    sends,
+                    received: libssh2::received(),
+                    since: Instant::now(),
+                });
             }
         }
         Ok(ready)
@@ -1158,6 +1165,15 @@ fn result_of(reason: &str) -> ConnResult {
     } else {
         ConnResult::Aborted
     }
+}
+
+/// An ACK the relay is owed: our send count and the bytes received when it became owed,
+/// and when.
+#[derive(Clone, Copy)]
+struct AckOwed {
+    sends: u64,
+    received: u64,
+    since: Instant,
 }
 
 /// What one pass saw.
