@@ -510,8 +510,9 @@ class Connector:
 
 
 def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, echo_port,
-                    proxy_port=None, extra_targets=None, via_relay=False):
-    """extra_targets: {name: target port} forwarded as well (redis-server, nginx)."""
+                    proxy_port=None, extra_targets=None, via_relay=False, ssh_options=()):
+    """extra_targets: {name: target port} forwarded as well (redis-server, nginx).
+    ssh_options: extra `-o` settings for `ssh -R` (e.g. MACs=... to match flytube's MAC)."""
     src_iperf, src_echo = free_port(), free_port()
     while src_echo == src_iperf:
         src_echo = free_port()
@@ -546,6 +547,8 @@ def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, 
                 "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
                 "-o", "IdentitiesOnly=yes", "-o", "Compression=no", "-o", "LogLevel=ERROR",
                 "-i", ident, "-o", f"CertificateFile={ident}-cert.pub", "-p", str(relay_port)]
+        for option in ssh_options:
+            argv += ["-o", option]
         for f in fwds:
             argv += ["-R", f]
         argv.append(f"{user}@{HOST}")

@@ -5,6 +5,7 @@ connector alike. For the figures that a shared machine makes noisy: throughput a
 (iperf3, 1 stream), RTT, redis-benchmark, ab. Prints the median of each figure per connector and the ratio to the first one.
 
     python3 bench/interleave.py [--rounds 9] [--cipher C] [--flytube BIN ...] [--what tput,rtt,redis,ab]
+                                [--ssh-option NAME=VALUE ...]
 
 With no --flytube, target/release/flytube is compared with OpenSSH; with several, each is
 measured beside OpenSSH (e.g. the tree before and after a change).
@@ -56,6 +57,9 @@ def main(argv):
     ap.add_argument("--flytube", action="append", help="flytube binary (repeatable)")
     ap.add_argument("--what", default="tput,rtt,redis,ab")
     ap.add_argument("--quick", action="store_true", help="fewer round trips per turn")
+    ap.add_argument("--ssh-option", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra -o for ssh -R (repeatable), e.g. MACs=hmac-sha2-256 to give it "
+                         "the MAC libssh2 negotiates with aes256-ctr instead of umac-64-etm")
     args = ap.parse_args(argv)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     binaries = args.flytube or [os.path.join(root, "target/release/flytube")]
@@ -85,7 +89,8 @@ def main(argv):
                                       extra_targets=extra_targets)
             connectors.append((f"flytube {os.path.basename(binary)}", c))
         c = bench.start_connector(procs, "openssh", None, d, relay_port, user, args.cipher,
-                                  iperf_port, echo_port, extra_targets=extra_targets)
+                                  iperf_port, echo_port, extra_targets=extra_targets,
+                                  ssh_options=args.ssh_option)
         connectors.append(("ssh -R", c))
         samples = {name: {} for name, _ in connectors}
         for r in range(args.rounds):
