@@ -89,6 +89,23 @@ pub fn recv_gate() -> RecvGate {
     RECV_GATE.with(Cell::get)
 }
 
+/// The errno of the system call that just failed.
+fn last_errno() -> c_int {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// A failed recv()/send() as libssh2's socket callbacks report it (misc.c `ssh2_recv`,
+/// `ssh2_send`): -EAGAIN for "try again" (EINTR, EAGAIN, EWOULDBLOCK), else -errno.
+fn as_callback_error(errno: c_int) -> libc::ssize_t {
+    if errno == libc::EINTR || errno == libc::EAGAIN || errno == libc::EWOULDBLOCK {
+        -(libc::EAGAIN as libc::ssize_t)
+    } else {
+        -(errno as libc::ssize_t)
+    }
+}
+
 /// libssh2's recv callback with the gate in front: otherwise the same as libssh2's own
 /// (`ssh2_recv` in misc.c: -errno on failure, EINTR and EWOULDBLOCK as -EAGAIN).
 extern "C" fn gated_recv(
@@ -106,16 +123,11 @@ extern "C" fn gated_recv(
     // socket, exactly as it would to recv() in its default callback.
     let rc = unsafe { libc::recv(socket, buffer, length, flags) };
     if rc < 0 {
-        let errno = std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO);
-        if errno == libc::EINTR || errno == libc::EAGAIN || errno == libc::EWOULDBLOCK {
-            if gate == RecvGate::Open && errno != libc::EINTR {
-                set_recv_gate(RecvGate::Drained);
-            }
-            return -(libc::EAGAIN as libc::ssize_t);
+        let errno = last_errno();
+        if gate == RecvGate::Open && (errno == libc::EAGAIN || errno == libc::EWOULDBLOCK) {
+            set_recv_gate(RecvGate::Drained);
         }
-        return -(errno as libc::ssize_t);
+        return as_callback_error(errno);
     }
     if gate == RecvGate::Open && rc > 0 && (rc as usize) < length {
         set_recv_gate(RecvGate::Drained);
@@ -157,13 +169,7 @@ extern "C" fn counted_send(
     // socket, exactly as it would to send() in its default callback.
     let rc = unsafe { libc::send(socket, buffer, length, flags) };
     if rc < 0 {
-        let errno = std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO);
-        if errno == libc::EINTR || errno == libc::EAGAIN || errno == libc::EWOULDBLOCK {
-            return -(libc::EAGAIN as libc::ssize_t);
-        }
-        return -(errno as libc::ssize_t);
+        return as_callback_error(last_errno());
     }
     if rc > 0 {
         SENDS.with(|n| n.set(n.get() + 1));
