@@ -461,7 +461,7 @@ impl Conn {
             buf.resize(FIRST_READ, 0);
         }
         let read = wake::recv_nowait(target, &mut buf);
-        // Readable still only after a read that filled the buffer, or before the EOF poll
+        // Readable still after a read that filled the buffer, or until the EOF that poll
         // announced; otherwise most likely drained: let poll say when there is more.
         self.target_readable =
             matches!(read, Ok(n) if n == buf.len() || (n > 0 && self.target_hung_up));

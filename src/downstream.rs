@@ -199,7 +199,7 @@ impl<W> Downstream<W> {
         }
     }
 
-    /// Writer: a data message is written (or consumed otherwise).
+    /// Writer: a message is written, or its EOF done (or consumed otherwise).
     pub fn written(&self) {
         self.unwritten.fetch_sub(1, Ordering::SeqCst);
     }

@@ -141,6 +141,7 @@ extern "C" fn gated_recv(
 thread_local! {
     static SENDS: Cell<u64> = const { Cell::new(0) };
     static RECEIVED: Cell<u64> = const { Cell::new(0) };
+    static RECEIVED_AT_SEND: Cell<u64> = const { Cell::new(0) };
 }
 
 /// How many sends this thread's libssh2 sessions have made that put bytes on the socket
@@ -153,6 +154,12 @@ pub fn sends() -> u64 {
 /// message that may wait for an answer to carry its ACK, bulk input was ACKed as it came).
 pub fn received() -> u64 {
     RECEIVED.with(Cell::get)
+}
+
+/// `received()` as of this thread's last send: input read after it may not be covered by
+/// the ACK that send carried.
+pub fn received_at_last_send() -> u64 {
+    RECEIVED_AT_SEND.with(Cell::get)
 }
 
 /// libssh2's send callback, counting the sends that put bytes on the socket; otherwise
@@ -173,6 +180,7 @@ extern "C" fn counted_send(
     }
     if rc > 0 {
         SENDS.with(|n| n.set(n.get() + 1));
+        RECEIVED_AT_SEND.with(|at| at.set(received()));
     }
     rc
 }

@@ -340,7 +340,13 @@ impl<'a> Pump<'a> {
     /// wait a little longer for one (returns how long), or goes out alone now.
     fn settle_ack(&mut self) -> Option<Duration> {
         let owed = self.ack_owed?;
-        if libssh2::sends() != owed.sends {
+        // Only Linux has TCP_QUICKACK: elsewhere the timer would only wake the pump.
+        let quickack = cfg!(any(target_os = "linux", target_os = "android"));
+        // Carried by a send of ours, unless input was read after that send (it may have
+        // arrived after it: keep it owed).
+        let carried = libssh2::sends() != owed.sends
+            && libssh2::received() == libssh2::received_at_last_send();
+        if carried || !quickack {
             self.ack_owed = None;
             return None;
         }

@@ -117,8 +117,12 @@ impl Link {
         let result = self.down.try_send(message);
         match &result {
             Ok(()) => {
-                if let Some(tools) = self.downstream.queued() {
-                    self.start_writer(tools);
+                if let Some(tools) = self.downstream.queued()
+                    && !self.start_writer(tools)
+                {
+                    // The message went with the queue's receiving end; the error tells the
+                    // caller to abort with the writer's failure (the EOF is a stand-in).
+                    return Err(TrySendError::Disconnected(Down::Eof));
                 }
             }
             Err(_) => self.downstream.not_queued(),
@@ -126,11 +130,11 @@ impl Link {
         result
     }
 
-    /// Starts a writer with parked tools on a pooled thread. If no thread can be had, the
-    /// failure is the writer's: recorded, the socket shut, the pump woken to see it.
-    fn start_writer(&self, tools: WriterTools) {
+    /// Starts a writer with parked tools on a pooled thread; false if no thread can be
+    /// had. The failure is then the writer's: recorded, the socket shut, the pump woken.
+    fn start_writer(&self, tools: WriterTools) -> bool {
         let Some(spawner) = &self.spawner else {
-            return;
+            return false;
         };
         let target = tools.target.clone();
         let shared = self.downstream.clone();
@@ -143,7 +147,9 @@ impl Link {
                 .failed(format!("cannot start a thread to write to the target: {e}"));
             let _ = target.shutdown(Shutdown::Both);
             spawner.waker.wake();
+            return false;
         }
+        true
     }
 
     /// True when the writer has written everything it was given.
@@ -291,7 +297,7 @@ fn serve_handshake(
             RecvTimeoutError::Timeout => io::Error::from(io::ErrorKind::TimedOut),
             RecvTimeoutError::Disconnected => io::Error::other("connection ended"),
         })?;
-        took_message(flags, waker, &message);
+        took_message(flags, waker);
         Ok(match message {
             Down::Data(bytes) => Some(bytes),
             Down::Eof => None,
@@ -348,11 +354,9 @@ fn log_dynamic(id: u64, forward: &str, report: &dynamic::Report) {
 }
 
 /// The bookkeeping the writer does for each message it takes, done by whoever takes it.
-fn took_message(flags: &Shared, waker: &Waker, message: &Down) {
+fn took_message(flags: &Shared, waker: &Waker) {
     flags.took(waker);
-    if matches!(message, Down::Data(_)) {
-        flags.written();
-    }
+    flags.written();
 }
 
 /// Drops what the client still sends until it leaves or `limit` passes.
@@ -361,7 +365,7 @@ fn linger(down: &Receiver<Down>, flags: &Shared, waker: &Waker, limit: Duration)
     loop {
         match take(down, flags, Some(deadline)) {
             Ok(message) => {
-                took_message(flags, waker, &message);
+                took_message(flags, waker);
                 if matches!(message, Down::Eof) {
                     return;
                 }
@@ -413,6 +417,7 @@ fn write_to_target(tools: WriterTools, shared: Arc<Shared>, waker: Waker, linger
             }
             Down::Eof => {
                 let _ = tools.target.shutdown(Shutdown::Write);
+                shared.written();
                 return;
             }
         }
