@@ -130,37 +130,34 @@ impl<W> Downstream<W> {
     /// writer should leave its thread: the tools are parked here for the pump's next
     /// queueing, or dropped if the pump has gone.
     pub fn rest(&self, tools: W, linger_until: Instant) -> Option<W> {
-        let mut bell = self.bell();
-        loop {
-            if bell.rung {
-                bell.rung = false;
-                return Some(tools);
-            }
-            if bell.closed {
-                return None;
-            }
-            let left = linger_until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+        match self.wait_locked(Some(linger_until)) {
+            (_, Woken::Rung) => Some(tools),
+            (_, Woken::Closed) => None,
+            // Parked under the lock the timeout was seen under: a ring after it finds them.
+            (mut bell, Woken::TimedOut) => {
                 bell.parked = Some(tools);
-                return None;
+                None
             }
-            bell.sleeping = true;
-            bell = sync::wait_timeout(&self.rung, bell, left);
-            bell.sleeping = false;
         }
     }
 
     /// Writer: sleeps until the pump rings, has gone, or `deadline` passes. Call it only
     /// after finding the queue empty; `Rung` means look again.
     pub fn wait(&self, deadline: Option<Instant>) -> Woken {
+        self.wait_locked(deadline).1
+    }
+
+    /// The bell's wait; returns with the lock still held, so the caller can act on why it
+    /// ended before the pump can ring again.
+    fn wait_locked(&self, deadline: Option<Instant>) -> (MutexGuard<'_, Bell<W>>, Woken) {
         let mut bell = self.bell();
         loop {
             if bell.rung {
                 bell.rung = false;
-                return Woken::Rung;
+                return (bell, Woken::Rung);
             }
             if bell.closed {
-                return Woken::Closed;
+                return (bell, Woken::Closed);
             }
             bell.sleeping = true;
             bell = match deadline {
@@ -169,7 +166,7 @@ impl<W> Downstream<W> {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         bell.sleeping = false;
-                        return Woken::TimedOut;
+                        return (bell, Woken::TimedOut);
                     }
                     sync::wait_timeout(&self.rung, bell, left)
                 }
