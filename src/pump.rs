@@ -324,7 +324,7 @@ impl<'a> Pump<'a> {
             timeout = timeout.min(ack_left);
         }
         let interest = Interest {
-            read: self.will_read(),
+            read: self.will_read() && !self.input_waits_for_output(pass),
             write: pass.wants_write,
         };
         self.watch_targets();
@@ -334,6 +334,15 @@ impl<'a> Pump<'a> {
             self.state.touch_relay_input();
         }
         Ok(ready.woken)
+    }
+
+    /// libssh2 has a packet half-sent and read nothing since the socket was last seen
+    /// readable (the receive gate is still open): it must finish that send before it reads
+    /// again (a reply it owes from its read path, for one). Waiting for input as well would
+    /// return at once while the relay is not reading (a relay that stops reading while it
+    /// goes on sending): a pump spinning at full CPU until it reads again. Wait for room.
+    fn input_waits_for_output(&self, pass: &Pass) -> bool {
+        pass.wants_write && libssh2::recv_gate() == RecvGate::Open
     }
 
     /// Before sleeping: the ACK owed to the relay went out with a packet of ours, or may

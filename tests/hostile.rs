@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -275,7 +275,9 @@ fn unsolicited_messages_do_not_grow_memory_and_the_tunnel_survives() {
 /// the reply has to be finished later, naming the same message, before anything else is
 /// read. The relay has a small receive buffer and stops reading for 3 s at the first reply
 /// while it goes on sending: flytube's socket fills (strace showed thousands of sends
-/// failing with EAGAIN), and every reply must still arrive, right and in order.
+/// failing with EAGAIN), and every reply must still arrive, right and in order. Meanwhile
+/// flytube must wait for room, not spin: its pump once polled for input it could not read
+/// before the reply was out, and burned a core for as long as the relay stalled.
 #[test]
 fn unimplemented_replies_wait_for_a_relay_that_stops_reading() {
     let Setup {
@@ -286,10 +288,22 @@ fn unimplemented_replies_wait_for_a_relay_that_stops_reading() {
     } = setup(Some(4096));
     let before = status_kib(flytube.pid(), "VmRSS");
     relay.command("stall 3", Duration::from_secs(10));
+    let (cpu_before, started) = (cpu_seconds(flytube.pid()), Instant::now());
     relay.command("flood 100000 1 192", Duration::from_secs(300));
     assert_eq!(
         relay.command("echo after-the-stall", Duration::from_secs(60)),
         "after-the-stall"
+    );
+    let (cpu, wall) = (
+        cpu_seconds(flytube.pid()) - cpu_before,
+        started.elapsed().as_secs_f64(),
+    );
+    // Answering the 100,000 messages takes flytube some 0.3 s of CPU here, over about 5 s
+    // of wall time (the 3 s stall included); the spin took 3 s more.
+    assert!(
+        cpu < wall / 3.0,
+        "flytube used {cpu:.2} s of CPU in the {wall:.2} s of the flood, stall and echo: {}",
+        flytube.output()
     );
     assert_peak_bounded(&flytube, before);
     assert_eq!(
