@@ -53,6 +53,8 @@ struct HostileRelay {
     port: u16,
     fingerprint: String,
     log: PathBuf,
+    /// flytube's log, for failure messages, once flytube runs.
+    flytube_log: Option<Box<dyn Fn() -> String>>,
 }
 
 impl HostileRelay {
@@ -99,6 +101,7 @@ impl HostileRelay {
             port: 0,
             fingerprint: String::new(),
             log,
+            flytube_log: None,
         };
         relay.port = relay
             .expect("port", Duration::from_secs(20))
@@ -134,8 +137,13 @@ impl HostileRelay {
 
     fn diagnostics(&self) -> String {
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let flytube = self
+            .flytube_log
+            .as_ref()
+            .map(|log| log())
+            .unwrap_or_default();
         format!(
-            "relay log:\n{}\nrelay stderr:\n{}",
+            "relay log:\n{}\nrelay stderr:\n{}\nflytube log:\n{flytube}",
             read(&self.log),
             read(&self.log.with_file_name("relay.stderr"))
         )
@@ -191,6 +199,7 @@ fn setup_with(rcvbuf: Option<u32>, target: Option<u16>) -> Setup {
     ];
     args.extend(forward(free_port(), target));
     let flytube = Flytube::start(&args);
+    relay.flytube_log = Some(Box::new(flytube.output_reader()));
     flytube.wait_for("serving", Duration::from_secs(30));
     relay.expect("forward", Duration::from_secs(5));
     if echo.is_some() {

@@ -137,6 +137,13 @@ impl Flytube {
         self.lines.0.lock().unwrap().join("\n")
     }
 
+    /// A way to read the log later without holding the `Flytube` (for another helper's
+    /// failure message).
+    pub fn output_reader(&self) -> impl Fn() -> String + use<> {
+        let lines = self.lines.clone();
+        move || lines.0.lock().unwrap().join("\n")
+    }
+
     /// Asserts that the log so far contains `needle`, showing the log when it does not.
     pub fn assert_logged(&self, needle: &str) {
         let out = self.output();
