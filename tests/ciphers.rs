@@ -161,3 +161,12 @@ fn rekeying_with_umac_keeps_the_data_intact() {
     // Each key change derives new UMAC subkeys and a new pad key for each direction.
     aes256_ctr_with_mac("umac-64-etm@openssh.com", "\nRekeyLimit 4M", 24);
 }
+
+#[test]
+fn aes256_ctr_gets_the_mac_ssh_gets_from_an_unrestricted_relay() {
+    // sshd's default MAC list, as `ssh -R` meets it: OpenSSH's client order picks
+    // umac-64-etm@openssh.com, and so does flytube (libssh2's own order would pick
+    // hmac-sha2-256).
+    let flytube = round_trip_with("", "aes256-ctr", 2);
+    flytube.assert_logged("cipher aes256-ctr with umac-64-etm@openssh.com");
+}
