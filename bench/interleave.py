@@ -58,8 +58,8 @@ def main(argv):
     ap.add_argument("--what", default="tput,rtt,redis,ab")
     ap.add_argument("--quick", action="store_true", help="fewer round trips per turn")
     ap.add_argument("--ssh-option", action="append", default=[], metavar="NAME=VALUE",
-                    help="extra -o for ssh -R (repeatable), e.g. MACs=hmac-sha2-256 to give it "
-                         "the MAC libssh2 negotiates with aes256-ctr instead of umac-64-etm")
+                    help="extra -o for ssh -R (repeatable), e.g. MACs=hmac-sha2-256 to pin its "
+                         "MAC (with aes256-ctr both sides otherwise negotiate umac-64-etm)")
     args = ap.parse_args(argv)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     binaries = args.flytube or [os.path.join(root, "target/release/flytube")]

@@ -487,7 +487,9 @@ fn handshake_step(settings: &Settings, stream: TcpStream) -> Outcome<Handshaken>
         })?;
     let detail = format!(
         "{}; kex {}, cipher {}",
-        negotiated.banner, negotiated.kex, negotiated.cipher
+        negotiated.banner,
+        negotiated.kex,
+        negotiated.cipher_and_mac()
     );
     let mut s = step(name, Mark::Ok, t, detail);
     if !STRONG_CIPHERS.contains(&negotiated.cipher.as_str()) {

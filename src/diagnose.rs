@@ -76,7 +76,7 @@ pub fn parse_kexinit(packet: &[u8]) -> Result<KexOffer, String> {
     }
     take(&mut at, 16)?; // cookie
     let mut lists = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         let n = u32::from_be_bytes(take(&mut at, 4)?.try_into().unwrap_or_default()) as usize;
         let raw = take(&mut at, n)?;
         let text = std::str::from_utf8(raw).map_err(|_| "a name list is not text".to_string())?;
@@ -96,12 +96,13 @@ pub fn parse_kexinit(packet: &[u8]) -> Result<KexOffer, String> {
     let host_key = next();
     let ciphers = next();
     let _ciphers_server_to_client = next();
-    // The MAC lists follow; a shorter read of them is not needed for any diagnosis.
+    let macs = next();
+    // The server-to-client lists follow; the client-to-server ones suffice for a diagnosis.
     Ok(KexOffer {
         kex,
         host_key,
         ciphers,
-        macs: Vec::new(),
+        macs,
     })
 }
 
@@ -194,6 +195,8 @@ pub struct OurOffer<'a> {
     pub ciphers: &'a [String],
     /// Host key algorithms, comma-separated as libssh2 takes them.
     pub host_keys: &'a str,
+    /// MACs, comma-separated as libssh2 takes them.
+    pub macs: &'a str,
 }
 
 /// One sentence on why the handshake with `relay` failed, given what the probe saw.
@@ -243,6 +246,19 @@ fn explain_offer(relay: &str, banner: &str, offer: &KexOffer, ours: &OurOffer) -
             ours.host_keys
         );
     }
+    // libssh2 agrees on a MAC for every cipher but AES-GCM, whose own tag replaces it.
+    let cipher = ours.ciphers.iter().find(|c| offer.ciphers.contains(c));
+    let needs_mac = cipher.is_some_and(|c| !c.contains("-gcm@"));
+    let macs: Vec<&str> = ours.macs.split(',').filter(|m| !m.is_empty()).collect();
+    if needs_mac && !macs.is_empty() && !macs.iter().any(|m| offer.macs.iter().any(|o| o == m)) {
+        return format!(
+            "no MAC in common: {relay} ({banner}) offers {}, flytube offers {} (OpenSSH's \
+             default MACs); enable one of them on the relay (sshd_config MACs) or use an \
+             AES-GCM cipher",
+            offer.macs.join(","),
+            ours.macs
+        );
+    }
     format!(
         "no key exchange method in common with {relay} ({banner}), which offers {}",
         offer.kex.join(",")
@@ -253,7 +269,7 @@ fn explain_offer(relay: &str, banner: &str, offer: &KexOffer, ours: &OurOffer) -
 mod tests {
     use super::*;
 
-    fn kexinit(lists: [&str; 4]) -> Vec<u8> {
+    fn kexinit(lists: [&str; 5]) -> Vec<u8> {
         let mut body = vec![MSG_KEXINIT];
         body.extend_from_slice(&[7u8; 16]);
         for list in lists {
@@ -275,16 +291,53 @@ mod tests {
             "rsa-sha2-512",
             "aes128-ctr",
             "aes128-ctr",
+            "hmac-sha2-256",
         ]));
         let seen = classify(&bytes, false).expect("complete");
         let ciphers = vec!["aes256-gcm@openssh.com".to_string()];
         let ours = OurOffer {
             ciphers: &ciphers,
             host_keys: "ssh-ed25519,rsa-sha2-512",
+            macs: "umac-64-etm@openssh.com,hmac-sha2-256",
         };
         let text = explain("r:22", &seen, &ours);
         assert!(text.starts_with("no cipher in common"), "{text}");
         assert!(text.contains("offers aes128-ctr"), "{text}");
+    }
+
+    #[test]
+    fn names_the_missing_mac_unless_the_cipher_needs_none() {
+        let mut bytes = b"SSH-2.0-OpenSSH_9.2\r\n".to_vec();
+        bytes.extend(kexinit([
+            "sntrup761x25519-sha512@openssh.com",
+            "ssh-ed25519",
+            "aes256-ctr,aes256-gcm@openssh.com",
+            "aes256-ctr,aes256-gcm@openssh.com",
+            "hmac-md5,hmac-sha1-96",
+        ]));
+        let seen = classify(&bytes, false).expect("complete");
+        let Seen::Offer { offer, .. } = &seen else {
+            panic!("{seen:?}");
+        };
+        assert_eq!(offer.macs, ["hmac-md5", "hmac-sha1-96"]);
+        let ctr = vec!["aes256-ctr".to_string()];
+        let ours = OurOffer {
+            ciphers: &ctr,
+            host_keys: "ssh-ed25519",
+            macs: "umac-64-etm@openssh.com,hmac-sha2-256",
+        };
+        let text = explain("r:22", &seen, &ours);
+        assert!(text.starts_with("no MAC in common"), "{text}");
+        assert!(text.contains("offers hmac-md5,hmac-sha1-96"), "{text}");
+        assert!(text.contains("flytube offers umac-64-etm@openssh.com,hmac-sha2-256"));
+        // AES-GCM carries its own tag: libssh2 agrees on no MAC for it.
+        let gcm = vec!["aes256-gcm@openssh.com".to_string()];
+        let ours = OurOffer {
+            ciphers: &gcm,
+            ..ours
+        };
+        let text = explain("r:22", &seen, &ours);
+        assert!(text.starts_with("no key exchange method"), "{text}");
     }
 
     #[test]

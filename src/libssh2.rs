@@ -227,6 +227,32 @@ pub fn duration_ms(d: Duration) -> u32 {
     d.as_millis().min(u128::from(u32::MAX)) as u32
 }
 
+/// The MACs `ssh` offers by default (OpenSSH's client order, `ssh_config(5)` MACs):
+/// encrypt-then-MAC first, UMAC before HMAC within each kind.
+pub const OPENSSH_MACS: &[&str] = &[
+    "umac-64-etm@openssh.com",
+    "umac-128-etm@openssh.com",
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com",
+    "hmac-sha1-etm@openssh.com",
+    "umac-64@openssh.com",
+    "umac-128@openssh.com",
+    "hmac-sha2-256",
+    "hmac-sha2-512",
+    "hmac-sha1",
+];
+
+/// The MACs flytube offers, in order: OpenSSH's client list limited to what `supported`
+/// (the linked libssh2's `supported_algs(MacCs)`) can negotiate. The UMACs come from
+/// vendored patch 0009; the SHA-1 ones are compiled out of this libssh2.
+pub fn mac_preference(supported: &[&str]) -> Vec<&'static str> {
+    OPENSSH_MACS
+        .iter()
+        .copied()
+        .filter(|mac| supported.contains(mac))
+        .collect()
+}
+
 /// The cipher names the linked libssh2 can negotiate.
 pub fn supported_ciphers() -> Result<Vec<String>> {
     let session = ssh2::Session::new()
@@ -275,6 +301,47 @@ mod tests {
         // An empty socket closes it too.
         assert_eq!(recv(RecvGate::Drained), -(libc::EAGAIN as libc::ssize_t));
         set_recv_gate(RecvGate::Off);
+    }
+
+    #[test]
+    fn macs_follow_opensshs_order_within_what_libssh2_supports() {
+        // libssh2's own order differs (HMAC first); OpenSSH's wins, unknown names drop out.
+        let supported = [
+            "hmac-sha2-256",
+            "hmac-sha2-256-etm@openssh.com",
+            "hmac-md5",
+            "umac-128@openssh.com",
+            "umac-64-etm@openssh.com",
+        ];
+        assert_eq!(
+            mac_preference(&supported),
+            [
+                "umac-64-etm@openssh.com",
+                "hmac-sha2-256-etm@openssh.com",
+                "umac-128@openssh.com",
+                "hmac-sha2-256",
+            ]
+        );
+        assert!(mac_preference(&["hmac-md5"]).is_empty());
+    }
+
+    #[test]
+    fn the_linked_libssh2_offers_every_umac_and_sha2_mac_of_opensshs_list() {
+        let session = ssh2::Session::new().unwrap();
+        let supported = session.supported_algs(ssh2::MethodType::MacCs).unwrap();
+        assert_eq!(
+            mac_preference(&supported),
+            [
+                "umac-64-etm@openssh.com",
+                "umac-128-etm@openssh.com",
+                "hmac-sha2-256-etm@openssh.com",
+                "hmac-sha2-512-etm@openssh.com",
+                "umac-64@openssh.com",
+                "umac-128@openssh.com",
+                "hmac-sha2-256",
+                "hmac-sha2-512",
+            ]
+        );
     }
 
     #[test]

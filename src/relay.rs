@@ -206,6 +206,19 @@ pub fn handshake(
             .method_pref(method, &ciphers)
             .map_err(|e| fail(format!("cipher list {ciphers:?} refused by libssh2: {e}")))?;
     }
+    // MACs as `ssh` offers them (umac-64-etm@openssh.com first), not libssh2's order, so a
+    // CTR cipher gets the MAC `ssh -R` would get. Left to libssh2 if it has none of them.
+    let supported = session
+        .supported_algs(ssh2::MethodType::MacCs)
+        .map_err(|e| fail(format!("cannot list libssh2's MACs: {e}")))?;
+    let macs = codes::mac_preference(&supported).join(",");
+    if !macs.is_empty() {
+        for method in [ssh2::MethodType::MacCs, ssh2::MethodType::MacSc] {
+            session
+                .method_pref(method, &macs)
+                .map_err(|e| fail(format!("MAC list {macs:?} refused by libssh2: {e}")))?;
+        }
+    }
     let known_types = known.map(KnownEntries::key_types).unwrap_or_default();
     let host_keys = hostkey::host_key_preference(&known_types);
     session
@@ -217,6 +230,7 @@ pub fn handshake(
         let ours = diagnose::OurOffer {
             ciphers: &settings.ciphers,
             host_keys: &host_keys,
+            macs: &macs,
         };
         fail(explain_handshake_error(&e, &relay, peer, &ours))
     })?;

@@ -1,6 +1,8 @@
 //! Every cipher flytube offers, through the patched libssh2 (multi-block cipher calls),
 //! against a real sshd allowed only that cipher: tens of MiB written in odd-sized pieces
-//! come back intact both ways, with an encrypt-then-MAC MAC, and across rekeys.
+//! come back intact both ways, with an encrypt-then-MAC MAC, with each UMAC (patch 0009:
+//! sshd drops the session at the first wrong tag, "Corrupted MAC on input"), and across
+//! rekeys.
 
 mod common;
 
@@ -121,4 +123,50 @@ fn rekeying_with_a_separate_mac_keeps_the_data_intact() {
         24,
     );
     flytube.assert_logged("cipher aes256-ctr with hmac-sha2-256-etm@openssh.com");
+}
+
+/// aes256-ctr against a relay allowed only `mac`: the data comes back intact (every packet
+/// both ways carried a tag sshd checked) and the connect line names the MAC.
+fn aes256_ctr_with_mac(mac: &str, extra: &str, mib: usize) {
+    let flytube = round_trip_with(
+        &format!("Ciphers aes256-ctr\nMACs {mac}{extra}"),
+        "aes256-ctr",
+        mib,
+    );
+    flytube.assert_logged(&format!("cipher aes256-ctr with {mac}"));
+}
+
+#[test]
+fn aes256_ctr_with_umac_64_etm_round_trips_intact() {
+    aes256_ctr_with_mac("umac-64-etm@openssh.com", "", 16);
+}
+
+#[test]
+fn aes256_ctr_with_umac_128_etm_round_trips_intact() {
+    aes256_ctr_with_mac("umac-128-etm@openssh.com", "", 8);
+}
+
+#[test]
+fn aes256_ctr_with_umac_64_round_trips_intact() {
+    aes256_ctr_with_mac("umac-64@openssh.com", "", 8);
+}
+
+#[test]
+fn aes256_ctr_with_umac_128_round_trips_intact() {
+    aes256_ctr_with_mac("umac-128@openssh.com", "", 8);
+}
+
+#[test]
+fn rekeying_with_umac_keeps_the_data_intact() {
+    // Each key change derives new UMAC subkeys and a new pad key for each direction.
+    aes256_ctr_with_mac("umac-64-etm@openssh.com", "\nRekeyLimit 4M", 24);
+}
+
+#[test]
+fn aes256_ctr_gets_the_mac_ssh_gets_from_an_unrestricted_relay() {
+    // sshd's default MAC list, as `ssh -R` meets it: OpenSSH's client order picks
+    // umac-64-etm@openssh.com, and so does flytube (libssh2's own order would pick
+    // hmac-sha2-256).
+    let flytube = round_trip_with("", "aes256-ctr", 2);
+    flytube.assert_logged("cipher aes256-ctr with umac-64-etm@openssh.com");
 }

@@ -123,6 +123,19 @@ fn each_failure_is_named() {
 }
 
 #[test]
+fn no_common_mac_names_both_lists() {
+    // A CTR cipher needs a MAC; this relay allows only one flytube never offers.
+    let relay = Relay::start_with("Ciphers aes256-ctr\nMACs hmac-sha1-96");
+    let line = check_handshake(&relay, relay.port);
+    assert!(line.contains("no MAC in common"), "{line}");
+    assert!(line.contains("offers hmac-sha1-96"), "{line}");
+    assert!(
+        line.contains("flytube offers umac-64-etm@openssh.com,umac-128-etm@openssh.com,"),
+        "{line}"
+    );
+}
+
+#[test]
 fn no_common_cipher_names_both_lists() {
     let relay = Relay::start_with("Ciphers aes128-ctr");
     let line = check_handshake(&relay, relay.port);

@@ -2,6 +2,7 @@
 //! SSH messages nobody asked for. libssh2 used to queue every one of them until the session
 //! ended (vendor/patches/0004): flytube's memory must stay bounded, the messages libssh2
 //! has no use for must be answered as RFC 4253 asks, and the tunnel must keep working.
+//! A relay that offers another MAC in a key re-exchange is refused (vendor/patches/0009).
 //!
 //! The relay is a paramiko script (tests/hostile_relay.py, written into the test's
 //! directory) run by the system python, /usr/bin/python3 with Debian's python3-paramiko
@@ -377,4 +378,30 @@ fn empty_channel_data_is_not_queued() {
         mib(after)
     );
     assert_eq!(flytube.count("tunnel down"), 0, "{}", flytube.output());
+}
+
+/// A relay that offers another MAC in a key re-exchange. libssh2 switches methods when it
+/// agrees on them, before the new keys are in place, and goes on authenticating with the
+/// old method's state through the new method: a switch between an HMAC and a UMAC (patch
+/// 0009, a different kind of state) would have one read as the other. Patch 0009 makes
+/// libssh2 refuse a MAC change in a re-exchange and keep the methods in use; libssh2 then
+/// leaves the exchange (it ignores a failed re-exchange the peer started), so the relay
+/// gets the next ordinary message (flytube's liveness probe, a channel open) where it
+/// waits for the key exchange reply, and drops the session; flytube reconnects. Without
+/// the refusal the exchange went on with wrong MACs until the watchdog broke it. paramiko
+/// has no UMAC, so the change here is between two HMACs.
+#[test]
+fn a_mac_change_in_a_re_exchange_is_refused() {
+    let Setup {
+        mut relay,
+        mut flytube,
+        _echo,
+        _dir,
+    } = setup(None);
+    // paramiko has no AES-GCM and no UMAC: aes256-ctr with the first HMAC of flytube's list.
+    flytube.assert_logged("cipher aes256-ctr with hmac-sha2-256-etm@openssh.com");
+    let answer = relay.command("rekey-mac hmac-sha2-512", Duration::from_secs(40));
+    assert!(answer.starts_with("failed SSHException"), "{answer}");
+    flytube.wait_for("tunnel down", Duration::from_secs(30));
+    assert!(flytube.is_running(), "flytube exited: {}", flytube.output());
 }

@@ -11,6 +11,8 @@ stdin, one command a line, each answered by one line on stdout, "ok ..." or "err
   bulk N                     the same with N random bytes, compared here
   keepalive                  a keepalive@openssh.com global request with want_reply
   rekey                      a key re-exchange started by the relay
+  rekey-mac MAC              a key re-exchange started by the relay offering only MAC:
+                             answers "ok rekeyed", or "ok failed" and the reason
   stall SECONDS              stop reading for SECONDS at the next SSH_MSG_UNIMPLEMENTED
   hold N                     open a forwarded-tcpip channel and send N bytes on it from a
                              thread; answer once flytube stopped taking them (its target
@@ -251,6 +253,13 @@ for line in sys.stdin:
         elif words[0] == "rekey":
             with_timeout(30, transport.renegotiate_keys)
             say("ok rekeyed")
+        elif words[0] == "rekey-mac":
+            transport.get_security_options().digests = (words[1],)
+            try:
+                with_timeout(30, transport.renegotiate_keys)
+                say("ok rekeyed")
+            except Exception as e:
+                say("ok failed", type(e).__name__, e)
         else:
             say("error unknown command", words[0])
     except Exception as e:

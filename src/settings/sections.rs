@@ -49,8 +49,9 @@ pub const DEFAULT_TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// AES-256 only, GCM first: what the relay is asked for unless configured otherwise.
 pub const DEFAULT_CIPHERS: &[&str] = &["aes256-gcm@openssh.com", "aes256-ctr"];
-/// The ciphers the product promises: 256-bit keys, AEAD or CTR (with an encrypt-then-MAC
-/// or SHA-2 MAC). Anything else needs `allow_weaker_ciphers`.
+/// The ciphers the product promises: 256-bit keys, AEAD or CTR (with a MAC from OpenSSH's
+/// default list: UMAC or SHA-2 HMAC, encrypt-then-MAC first; `libssh2::mac_preference`).
+/// Anything else needs `allow_weaker_ciphers`.
 pub const STRONG_CIPHERS: &[&str] = &[
     "aes256-gcm@openssh.com",
     "aes256-ctr",

@@ -107,6 +107,7 @@ fn main() {
         .file("libssh2/src/session.c")
         .file("libssh2/src/sftp.c")
         .file("libssh2/src/transport.c")
+        .file("libssh2/src/umac.c")
         .file("libssh2/src/userauth.c")
         .file("libssh2/src/userauth_kbd_packet.c")
         .file("libssh2/src/version.c")

@@ -300,6 +300,21 @@ int ssh2_cipher_crypt_to(ssh2_cipher_ctx *ctx, const unsigned char *src,
 void ssh2_cipher_dtor(ssh2_cipher_ctx *ctx);
 #endif
 
+/* A backend that defines LIBSSH2_UMAC to 1 encrypts whole 16-byte blocks
+   with AES-128 under a key set once (ECB), with the type ssh2_aes128_ecb_ctx:
+   UMAC (umac.c, the umac-* MACs) derives its subkeys and its per-packet pad
+   with it. Each returns 0 on success. */
+#ifndef LIBSSH2_UMAC
+#define LIBSSH2_UMAC 0
+#endif
+#if LIBSSH2_UMAC
+int ssh2_aes128_ecb_init(ssh2_aes128_ecb_ctx *ctx, const unsigned char *key);
+/* len: a multiple of 16 */
+int ssh2_aes128_ecb_encrypt(ssh2_aes128_ecb_ctx *ctx, const unsigned char *in,
+                            unsigned char *out, size_t len);
+void ssh2_aes128_ecb_cleanup(ssh2_aes128_ecb_ctx *ctx);
+#endif
+
 int ssh2_pub_privkey(LIBSSH2_SESSION *session, char **method,
                      unsigned char **pubkeydata, size_t *pubkeydata_len,
                      const char *privkeyfile,

@@ -3500,6 +3500,9 @@ static int kex_agree_methods(LIBSSH2_SESSION *session, unsigned char *data,
     size_t kex_len, hostkey_len, crypt_cs_len, crypt_sc_len, comp_cs_len;
     size_t comp_sc_len, mac_cs_len, mac_sc_len;
     struct string_buf buf;
+    /* NULL before the first key exchange */
+    const struct mac_method *mac_cs_in_use = session->local.mac;
+    const struct mac_method *mac_sc_in_use = session->remote.mac;
 
     if(data_len < 17)
         return -1;
@@ -3554,10 +3557,22 @@ static int kex_agree_methods(LIBSSH2_SESSION *session, unsigned char *data,
         return -1;
 
     /* This must happen after kex_agree_crypt since some MACs depend on the
-       negotiated crypto method */
+       negotiated crypto method.
+       A re-exchange must keep each direction's MAC method. The methods are
+       switched here, before the new keys are in place: until then the new
+       method authenticates packets with the old method's state, and then it
+       frees that state. Every HMAC method keeps the same kind of state, but
+       UMAC's is another kind, so a peer switching between them would have
+       one read as the other. On failure the methods in use are put back, for
+       the same reason. */
     if(kex_agree_mac(session, &session->local, mac_cs, mac_cs_len) ||
-       kex_agree_mac(session, &session->remote, mac_sc, mac_sc_len))
+       kex_agree_mac(session, &session->remote, mac_sc, mac_sc_len) ||
+       (mac_cs_in_use && session->local.mac != mac_cs_in_use) ||
+       (mac_sc_in_use && session->remote.mac != mac_sc_in_use)) {
+        session->local.mac = mac_cs_in_use;
+        session->remote.mac = mac_sc_in_use;
         return -1;
+    }
 
     if(kex_agree_comp(session, &session->local, comp_cs, comp_cs_len) ||
        kex_agree_comp(session, &session->remote, comp_sc, comp_sc_len))

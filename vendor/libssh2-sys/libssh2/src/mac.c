@@ -32,6 +32,7 @@
 
 #include "libssh2_priv.h"
 #include "mac.h"
+#include "umac.h"
 
 #if defined(LIBSSH2DEBUG) && defined(LIBSSH2_MAC_NONE_INSECURE)
 /*
@@ -269,6 +270,125 @@ static const struct mac_method mac_method_hmac_sha2_256_etm = {
 };
 #endif
 
+#if LIBSSH2_UMAC
+/*
+ * UMAC (RFC 4418) as OpenSSH uses it: the MAC key is the 16-byte UMAC key,
+ * the nonce the packet's 32-bit sequence number as a 64-bit big-endian
+ * integer, and the message the packet alone (the sequence number is not
+ * hashed, unlike with HMAC). The state is one UMAC context per direction,
+ * made from the key at the key exchange (which derives every subkey and keys
+ * AES once) and used for every packet after it.
+ */
+static int mac_method_umac_init(LIBSSH2_SESSION *session, unsigned char *key,
+                                int *free_key, void **abstract, int taglen)
+{
+    struct ssh2_umac_ctx *ctx = SSH2_ALLOC(session, sizeof(*ctx));
+
+    /* The key is needed only here: the context holds what it derives. */
+    *free_key = 1;
+    /* Without a context every MAC fails, so the session ends at its next
+       packet (kex ignores what init returns). */
+    *abstract = NULL;
+    if(!ctx)
+        return -1;
+    if(ssh2_umac_init(ctx, key, taglen)) {
+        SSH2_FREE(session, ctx);
+        return -1;
+    }
+    *abstract = ctx;
+    return 0;
+}
+
+static int mac_method_umac64_init(LIBSSH2_SESSION *session,
+                                  unsigned char *key, int *free_key,
+                                  void **abstract)
+{
+    return mac_method_umac_init(session, key, free_key, abstract, 8);
+}
+
+static int mac_method_umac128_init(LIBSSH2_SESSION *session,
+                                   unsigned char *key, int *free_key,
+                                   void **abstract)
+{
+    return mac_method_umac_init(session, key, free_key, abstract, 16);
+}
+
+static int mac_method_umac_hash(LIBSSH2_SESSION *session,
+                                unsigned char *buf, uint32_t seqno,
+                                const unsigned char *packet,
+                                size_t packet_len,
+                                const unsigned char *addtl,
+                                size_t addtl_len, void **abstract)
+{
+    struct ssh2_umac_ctx *ctx = (struct ssh2_umac_ctx *)*abstract;
+    unsigned char nonce[SSH2_UMAC_NONCE_LEN];
+    (void)session;
+
+    if(!ctx)
+        return 1;
+    memset(nonce, 0, 4);
+    ssh2_htonu32(nonce + 4, seqno);
+    ssh2_umac_update(ctx, packet, packet_len);
+    if(addtl && addtl_len)
+        ssh2_umac_update(ctx, addtl, addtl_len);
+
+    return ssh2_umac_final(ctx, buf, nonce) ? 1 : 0;
+}
+
+static int mac_method_umac_dtor(LIBSSH2_SESSION *session, void **abstract)
+{
+    struct ssh2_umac_ctx *ctx = (struct ssh2_umac_ctx *)*abstract;
+
+    if(ctx) {
+        ssh2_umac_cleanup(ctx);
+        SSH2_FREE(session, ctx);
+    }
+    *abstract = NULL;
+
+    return 0;
+}
+
+static const struct mac_method mac_method_umac64 = {
+    "umac-64@openssh.com",
+    8,
+    SSH2_UMAC_KEY_LEN,
+    mac_method_umac64_init,
+    mac_method_umac_hash,
+    mac_method_umac_dtor,
+    0
+};
+
+static const struct mac_method mac_method_umac64_etm = {
+    "umac-64-etm@openssh.com",
+    8,
+    SSH2_UMAC_KEY_LEN,
+    mac_method_umac64_init,
+    mac_method_umac_hash,
+    mac_method_umac_dtor,
+    1
+};
+
+static const struct mac_method mac_method_umac128 = {
+    "umac-128@openssh.com",
+    16,
+    SSH2_UMAC_KEY_LEN,
+    mac_method_umac128_init,
+    mac_method_umac_hash,
+    mac_method_umac_dtor,
+    0
+};
+
+static const struct mac_method mac_method_umac128_etm = {
+    "umac-128-etm@openssh.com",
+    16,
+    SSH2_UMAC_KEY_LEN,
+    mac_method_umac128_init,
+    mac_method_umac_hash,
+    mac_method_umac_dtor,
+    1
+};
+#endif /* LIBSSH2_UMAC */
+
 #ifdef LIBSSH2_HMAC_SHA1_ENABLE
 /*
  * Calculate hash using full sha1 value
@@ -439,6 +559,12 @@ static const struct mac_method *mac_methods[] = {
 #if LIBSSH2_HMAC_SHA512
     &mac_method_hmac_sha2_512,
     &mac_method_hmac_sha2_512_etm,
+#endif
+#if LIBSSH2_UMAC
+    &mac_method_umac64_etm,
+    &mac_method_umac128_etm,
+    &mac_method_umac64,
+    &mac_method_umac128,
 #endif
 #ifdef LIBSSH2_HMAC_SHA1_ENABLE
     &mac_method_hmac_sha1,

@@ -1041,6 +1041,41 @@ int ssh2_cipher_crypt_to(ssh2_cipher_ctx *ctx, const unsigned char *src,
 }
 #endif
 
+#if LIBSSH2_UMAC
+int ssh2_aes128_ecb_init(ssh2_aes128_ecb_ctx *ctx, const unsigned char *key)
+{
+    *ctx = EVP_CIPHER_CTX_new();
+    if(!*ctx)
+        return -1;
+    if(EVP_EncryptInit_ex(*ctx, EVP_aes_128_ecb(), NULL, key, NULL) != 1 ||
+       EVP_CIPHER_CTX_set_padding(*ctx, 0) != 1) {
+        EVP_CIPHER_CTX_free(*ctx);
+        *ctx = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int ssh2_aes128_ecb_encrypt(ssh2_aes128_ecb_ctx *ctx, const unsigned char *in,
+                            unsigned char *out, size_t len)
+{
+    int outlen = 0;
+
+    if(len % 16 || len > INT_MAX)
+        return -1;
+    if(EVP_EncryptUpdate(*ctx, out, &outlen, in, (int)len) != 1 ||
+       outlen != (int)len)
+        return -1;
+    return 0;
+}
+
+void ssh2_aes128_ecb_cleanup(ssh2_aes128_ecb_ctx *ctx)
+{
+    EVP_CIPHER_CTX_free(*ctx);
+    *ctx = NULL;
+}
+#endif /* LIBSSH2_UMAC */
+
 #if LIBSSH2_RSA || LIBSSH2_DSA || LIBSSH2_ECDSA || LIBSSH2_ED25519
 /* TODO: Optionally call a passphrase callback specified by the calling program
  */

@@ -209,6 +209,12 @@
 # define LIBSSH2_CRYPT_MULTIBLOCK 1
 #endif
 
+/* AES-128 on single blocks, for UMAC: one EVP context per key. wolfSSL is
+   left out: it has not been tested with it. */
+#if !defined(OPENSSL_NO_AES) && !defined(LIBSSH2_WOLFSSL)
+# define LIBSSH2_UMAC 1
+#endif
+
 #ifdef OPENSSL_NO_BF
 # define LIBSSH2_BLOWFISH 0
 #else
@@ -334,6 +340,7 @@ typedef enum {
 #define SSH2_CIPHER_T(name)          const EVP_CIPHER *(*(name))(void)
 
 #define ssh2_cipher_ctx              EVP_CIPHER_CTX *
+#define ssh2_aes128_ecb_ctx          EVP_CIPHER_CTX *
 
 #define ssh2_cipher_aes256           EVP_aes_256_cbc
 #define ssh2_cipher_aes192           EVP_aes_192_cbc
