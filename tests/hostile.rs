@@ -169,11 +169,12 @@ struct Setup {
 }
 
 fn setup(rcvbuf: Option<u32>) -> Setup {
-    setup_with(rcvbuf, None)
+    setup_with(rcvbuf, None, &[])
 }
 
-/// `target`: flytube's target port instead of an echo server (no echo is checked then).
-fn setup_with(rcvbuf: Option<u32>, target: Option<u16>) -> Setup {
+/// `target`: flytube's target port instead of an echo server (no echo is checked then);
+/// `extra`: more arguments for flytube.
+fn setup_with(rcvbuf: Option<u32>, target: Option<u16>, extra: &[&str]) -> Setup {
     let dir = TempDir::new("hostile");
     let host_key = dir.join("host_ed25519");
     let identity = dir.join("id_ed25519");
@@ -199,6 +200,7 @@ fn setup_with(rcvbuf: Option<u32>, target: Option<u16>) -> Setup {
         relay.fingerprint.clone(),
     ];
     args.extend(forward(free_port(), target));
+    args.extend(extra.iter().map(|a| a.to_string()));
     let flytube = Flytube::start(&args);
     relay.flytube_log = Some(Box::new(flytube.output_reader()));
     flytube.wait_for("serving", Duration::from_secs(30));
@@ -357,7 +359,7 @@ fn empty_channel_data_is_not_queued() {
         flytube,
         _echo,
         _dir,
-    } = setup_with(None, Some(stalling_target()));
+    } = setup_with(None, Some(stalling_target()), &[]);
     relay.command("hold", Duration::from_secs(60));
     let before = status_kib(flytube.pid(), "VmRSS");
     relay.command("empty 200000", Duration::from_secs(300));
@@ -404,4 +406,39 @@ fn a_mac_change_in_a_re_exchange_is_refused() {
     assert!(answer.starts_with("failed SSHException"), "{answer}");
     flytube.wait_for("tunnel down", Duration::from_secs(30));
     assert!(flytube.is_running(), "flytube exited: {}", flytube.output());
+}
+
+/// The same for the cipher: libssh2 runs the newly agreed cipher on the old one's state
+/// until the new keys are in place, and the cipher methods keep different kinds of state
+/// (an OpenSSL context; chacha20-poly1305's own keys). Patch 0010 refuses a cipher change
+/// in a re-exchange. flytube offers two ciphers paramiko has (AES-CTR with 256 and 128-bit
+/// keys); the relay asks for the second in a re-exchange, is refused and drops the session;
+/// flytube reconnects with the first. Without the refusal the re-exchange succeeded.
+#[test]
+fn a_cipher_change_in_a_re_exchange_is_refused() {
+    let Setup {
+        mut relay,
+        mut flytube,
+        _echo,
+        _dir,
+    } = setup_with(
+        None,
+        None,
+        &[
+            "--ciphers",
+            "aes256-ctr,aes128-ctr",
+            "--allow-weaker-ciphers",
+        ],
+    );
+    flytube.assert_logged("cipher aes256-ctr with");
+    let answer = relay.command("rekey-cipher aes128-ctr", Duration::from_secs(40));
+    assert!(answer.starts_with("failed SSHException"), "{answer}");
+    flytube.wait_for("tunnel down", Duration::from_secs(30));
+    assert!(flytube.is_running(), "flytube exited: {}", flytube.output());
+    assert_eq!(
+        flytube.count("cipher aes128-ctr"),
+        0,
+        "{}",
+        flytube.output()
+    );
 }

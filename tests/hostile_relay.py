@@ -13,6 +13,7 @@ stdin, one command a line, each answered by one line on stdout, "ok ..." or "err
   rekey                      a key re-exchange started by the relay
   rekey-mac MAC              a key re-exchange started by the relay offering only MAC:
                              answers "ok rekeyed", or "ok failed" and the reason
+  rekey-cipher CIPHER        the same, offering only CIPHER
   stall SECONDS              stop reading for SECONDS at the next SSH_MSG_UNIMPLEMENTED
   hold N                     open a forwarded-tcpip channel and send N bytes on it from a
                              thread; answer once flytube stopped taking them (its target
@@ -253,8 +254,12 @@ for line in sys.stdin:
         elif words[0] == "rekey":
             with_timeout(30, transport.renegotiate_keys)
             say("ok rekeyed")
-        elif words[0] == "rekey-mac":
-            transport.get_security_options().digests = (words[1],)
+        elif words[0] in ("rekey-mac", "rekey-cipher"):
+            options = transport.get_security_options()
+            if words[0] == "rekey-mac":
+                options.digests = (words[1],)
+            else:
+                options.ciphers = (words[1],)
             try:
                 with_timeout(30, transport.renegotiate_keys)
                 say("ok rekeyed")

@@ -3503,6 +3503,8 @@ static int kex_agree_methods(LIBSSH2_SESSION *session, unsigned char *data,
     /* NULL before the first key exchange */
     const struct mac_method *mac_cs_in_use = session->local.mac;
     const struct mac_method *mac_sc_in_use = session->remote.mac;
+    const struct crypt_method *crypt_cs_in_use = session->local.crypt;
+    const struct crypt_method *crypt_sc_in_use = session->remote.crypt;
 
     if(data_len < 17)
         return -1;
@@ -3552,9 +3554,22 @@ static int kex_agree_methods(LIBSSH2_SESSION *session, unsigned char *data,
     if(kex_agree_kex_hostkey(session, kex, kex_len, hostkey, hostkey_len))
         return -1;
 
+    /* A re-exchange must keep each direction's cipher too, for the reason
+       given for the MAC below: the cipher methods keep different kinds of
+       state (an OpenSSL cipher context, chacha20-poly1305's two keys), and
+       the new method would run on the old one's until the new keys are in
+       place. A failed exchange the peer started is ignored and the session
+       goes on, so the methods in use are put back. */
     if(kex_agree_crypt(session, &session->local, crypt_cs, crypt_cs_len) ||
-       kex_agree_crypt(session, &session->remote, crypt_sc, crypt_sc_len))
+       kex_agree_crypt(session, &session->remote, crypt_sc, crypt_sc_len) ||
+       (crypt_cs_in_use && session->local.crypt != crypt_cs_in_use) ||
+       (crypt_sc_in_use && session->remote.crypt != crypt_sc_in_use)) {
+        if(crypt_cs_in_use)
+            session->local.crypt = crypt_cs_in_use;
+        if(crypt_sc_in_use)
+            session->remote.crypt = crypt_sc_in_use;
         return -1;
+    }
 
     /* This must happen after kex_agree_crypt since some MACs depend on the
        negotiated crypto method.
