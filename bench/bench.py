@@ -1180,7 +1180,7 @@ def print_table(rows, head=("figure", "flytube", "OpenSSH", "ratio", "goal", "me
                         for i, c in enumerate(r)))
 
 
-def markdown(rows, meta, notes, proxy_rows=None):
+def markdown(rows, meta, notes, proxy_rows=None, via_rows=None):
     md = ["# flytube performance vs OpenSSH `ssh -R`", ""]
     md += [f"- {k}: {v}" for k, v in meta]
     md += ["", "| figure | flytube | OpenSSH | flytube/OpenSSH | goal | met |",
@@ -1191,6 +1191,13 @@ def markdown(rows, meta, notes, proxy_rows=None):
            "(10^6 bytes/s) as iperf3 receives it; the scaling rows count bytes echoed back "
            "to the clients per second (each byte crossed the tunnel twice). Goals are on the "
            "ratio; rows with goal '-' are informational. See bench/README.md for the method."]
+    if via_rows:
+        md += ["", "## Targets via the relay (`--target-via relay`)", "",
+               "flytube reaching its targets through the relay (direct-tcpip), against the "
+               "same targets dialed directly (first cipher).", "",
+               "| figure | via relay | direct | ratio |", "|---|---:|---:|---:|"]
+        for r in via_rows:
+            md.append("| " + " | ".join(str(c) for c in r) + " |")
     if proxy_rows:
         md += ["", "## Through an HTTP proxy (tinyproxy)", "",
                "flytube with `--proxy http://...` through tinyproxy on 127.0.0.1, against the "
@@ -1555,7 +1562,7 @@ def main(argv):
             ]
             os.makedirs(os.path.dirname(os.path.abspath(a.markdown)), exist_ok=True)
             with open(a.markdown, "w") as f:
-                f.write(markdown(rows, meta, notes, proxy_rows))
+                f.write(markdown(rows, meta, notes, proxy_rows, via_rows))
             log(f"markdown written to {a.markdown}")
         if a.json:
             with open(a.json, "w") as f:
