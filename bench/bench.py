@@ -1191,20 +1191,21 @@ def markdown(rows, meta, notes, proxy_rows=None, via_rows=None):
            "(10^6 bytes/s) as iperf3 receives it; the scaling rows count bytes echoed back "
            "to the clients per second (each byte crossed the tunnel twice). Goals are on the "
            "ratio; rows with goal '-' are informational. See bench/README.md for the method."]
+    def section(title, intro, columns, table):
+        md.extend(["", f"## {title}", "", intro, "",
+                   "| " + " | ".join(columns) + " |", "|---|" + "---:|" * (len(columns) - 1)])
+        md.extend("| " + " | ".join(str(c) for c in r) + " |" for r in table)
+
     if via_rows:
-        md += ["", "## Targets via the relay (`--target-via relay`)", "",
-               "flytube reaching its targets through the relay (direct-tcpip), against the "
-               "same targets dialed directly (first cipher).", "",
-               "| figure | via relay | direct | ratio |", "|---|---:|---:|---:|"]
-        for r in via_rows:
-            md.append("| " + " | ".join(str(c) for c in r) + " |")
+        section("Targets via the relay (`--target-via relay`)",
+                "flytube reaching its targets through the relay (direct-tcpip), against the "
+                "same targets dialed directly (first cipher).",
+                ("figure", "via relay", "direct", "ratio"), via_rows)
     if proxy_rows:
-        md += ["", "## Through an HTTP proxy (tinyproxy)", "",
-               "flytube with `--proxy http://...` through tinyproxy on 127.0.0.1, against the "
-               "same flytube reaching the relay directly (first cipher).", "",
-               "| figure | through tinyproxy | direct | ratio |", "|---|---:|---:|---:|"]
-        for r in proxy_rows:
-            md.append("| " + " | ".join(str(c) for c in r) + " |")
+        section("Through an HTTP proxy (tinyproxy)",
+                "flytube with `--proxy http://...` through tinyproxy on 127.0.0.1, against the "
+                "same flytube reaching the relay directly (first cipher).",
+                ("figure", "through tinyproxy", "direct", "ratio"), proxy_rows)
     if notes:
         md += ["", "## Notes from the run", ""] + [f"- {n}" for n in notes]
     return "\n".join(md) + "\n"
