@@ -897,10 +897,7 @@ impl<'a> Pump<'a> {
     }
 
     fn note_probe_block(&mut self, pass: &mut Pass) {
-        self.probe_in_flight = matches!(
-            self.session.block_directions(),
-            ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
-        );
+        self.probe_in_flight = self.outbound_blocked();
         pass.wants_write |= self.probe_in_flight;
     }
 
