@@ -2,7 +2,8 @@
 //! SSH messages nobody asked for. libssh2 used to queue every one of them until the session
 //! ended (vendor/patches/0004): flytube's memory must stay bounded, the messages libssh2
 //! has no use for must be answered as RFC 4253 asks, and the tunnel must keep working.
-//! A relay that offers another MAC in a key re-exchange is refused (vendor/patches/0009).
+//! A relay that offers another MAC or cipher in a key re-exchange is refused
+//! (vendor/patches/0009, 0010).
 //!
 //! The relay is a paramiko script (tests/hostile_relay.py, written into the test's
 //! directory) run by the system python, /usr/bin/python3 with Debian's python3-paramiko
