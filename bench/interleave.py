@@ -34,9 +34,13 @@ def measure(ctx, c, what, quick):
                 out[f"throughput {label} (MB/s)"] = mbps
                 out[f"CPU per GB {label} (s/GB)"] = cpu / (nbytes / 1e9)
     if "rtt" in what:
-        p50, p99 = bench.rtt(ports["echo"], 500 if quick else 2000, warmup=100)
+        count = 500 if quick else 5000
+        cpu0 = bench.proc_cpu_s(c.pid)
+        p50, p99 = bench.rtt(ports["echo"], count, warmup=100)
+        cpu = bench.proc_cpu_s(c.pid) - cpu0
         out["RTT p50 (ms)"] = p50
         out["RTT p99 (ms)"] = p99
+        out["CPU per round trip (us)"] = cpu / (count + 100) * 1e6
     if "redis" in what and "redis" in extra:
         for label, args, n in (("redis -c 1", ["-c", "1"], 3000),
                                ("redis -c 50", ["-c", "50"], 20000),

@@ -445,3 +445,39 @@ fn a_cipher_change_in_a_re_exchange_is_refused() {
         flytube.output()
     );
 }
+
+/// Patch 0012 draws the random padding of flytube's packets from a per-session pool, filled
+/// from OpenSSL a few hundred bytes at a time. The relay decrypts every packet flytube sends
+/// (aes256-ctr with an encrypt-then-MAC HMAC, so each packet reaches paramiko's cipher whole)
+/// and keeps its padding: across many pool refills no padding repeats another (4 to 19
+/// random bytes each) and none is the zeroes a used pool byte is cleared to.
+#[test]
+fn packet_padding_is_random_and_never_reused() {
+    let Setup {
+        mut relay,
+        flytube,
+        _echo,
+        _dir,
+    } = setup(None);
+    flytube.assert_logged("cipher aes256-ctr with hmac-sha2-256-etm@openssh.com");
+    for round in 0..80 {
+        let text = format!("padding-round-{round}");
+        assert_eq!(
+            relay.command(&format!("echo {text}"), Duration::from_secs(40)),
+            text
+        );
+    }
+    let answer = relay.command("padding", Duration::from_secs(10));
+    let counts: Vec<usize> = answer
+        .split_whitespace()
+        .map(|n| n.parse().unwrap_or_else(|_| panic!("padding: {answer}")))
+        .collect();
+    let [packets, distinct, zeroed] = counts[..] else {
+        panic!("padding: {answer}");
+    };
+    // Each echo is a channel open, data, EOF and close: four packets or more from flytube,
+    // 4 to 19 bytes of padding each, so the 512-byte pool is refilled several times.
+    assert!(packets >= 320, "only {packets} packets recorded: {answer}");
+    assert_eq!(distinct, packets, "a padding repeated: {answer}");
+    assert_eq!(zeroed, 0, "a padding of zero bytes: {answer}");
+}

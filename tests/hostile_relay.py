@@ -21,6 +21,10 @@ stdin, one command a line, each answered by one line on stdout, "ok ..." or "err
   empty COUNT                COUNT SSH_MSG_CHANNEL_DATA with no data on the held channel
   unimplemented              the SSH_MSG_UNIMPLEMENTED replies so far, counted by the type
                              of the message each one names by its sequence number
+  padding                    the random padding of flytube's packets since the keys were
+                             set (encrypt-then-MAC only): "ok PACKETS DISTINCT ZEROED",
+                             how many packets, how many different paddings, and how many
+                             paddings were all zero bytes
 
 usage: hostile_relay.py HOST_KEY CLIENT_PUB LOG [RCVBUF]
 It prints "port N" and "fingerprint SHA256:..." (of HOST_KEY, computed here), then
@@ -121,6 +125,30 @@ def on_unimplemented(transport, m):
         stall[0] = 0.0
 
 
+# The padding of every packet flytube sends, decrypted. With encrypt-then-MAC the packetizer
+# hands the cipher each packet's body whole (padding length byte, payload, padding), so a
+# wrapper around the inbound cipher sees one packet per call.
+paddings = []
+set_inbound_cipher = packetizer.set_inbound_cipher
+
+
+class PaddingRecorder:
+    def __init__(self, engine):
+        self.engine = engine
+
+    def update(self, data):
+        plain = self.engine.update(data)
+        paddings.append(bytes(plain[len(plain) - plain[0]:]))
+        return plain
+
+
+def set_inbound_cipher_recording(block_engine, *args, etm=False, **kwargs):
+    if etm:
+        block_engine = PaddingRecorder(block_engine)
+    set_inbound_cipher(block_engine, *args, etm=etm, **kwargs)
+
+
+packetizer.set_inbound_cipher = set_inbound_cipher_recording
 transport._handler_table = dict(transport._handler_table)
 transport._handler_table[paramiko.common.MSG_UNIMPLEMENTED] = on_unimplemented
 server = Server()
@@ -251,6 +279,10 @@ for line in sys.stdin:
         elif words[0] == "unimplemented":
             counts = sorted(answered.items(), key=lambda kv: str(kv[0]).zfill(3))
             say("ok", *("{}:{}".format(kind, n) for kind, n in counts))
+        elif words[0] == "padding":
+            seen = list(paddings)
+            zeroed = sum(1 for p in seen if not any(p))
+            say("ok", len(seen), len(set(seen)), zeroed)
         elif words[0] == "rekey":
             with_timeout(30, transport.renegotiate_keys)
             say("ok rekeyed")

@@ -623,6 +623,12 @@ struct endpoint_data {
 #define RECV_BUFFER_SIZE (4 * MAX_SSH_PACKET_LEN)
 #define PACKETBUFSIZE RECV_BUFFER_SIZE
 
+/* Bytes of random padding drawn from the crypto backend at once: a packet
+   takes at most 255 (usually 4 to 19). */
+#ifndef LIBSSH2_PADDING_POOL
+#define LIBSSH2_PADDING_POOL 512
+#endif
+
 struct transportpacket {
     /* ------------- for incoming data --------------- */
     unsigned char buf[PACKETBUFSIZE];
@@ -656,6 +662,12 @@ struct transportpacket {
     size_t olen;            /* original size of the data we stored in
                                outbuf */
     size_t osent;           /* number of bytes already sent */
+
+    /* Random bytes for the padding of outgoing packets, drawn from the
+       crypto backend LIBSSH2_PADDING_POOL bytes at a time instead of once
+       per packet; used from the end, padding_pool_left bytes are unused. */
+    unsigned char padding_pool[LIBSSH2_PADDING_POOL];
+    size_t padding_pool_left;
 };
 
 #if defined(__clang__) && __clang_major__ >= 13

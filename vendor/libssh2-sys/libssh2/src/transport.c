@@ -1022,6 +1022,37 @@ static int transport_send_existing(LIBSSH2_SESSION *session,
 }
 
 /*
+ * padding_random() fills 'len' bytes of packet padding from the session's
+ * pool of random bytes, refilling the pool from the crypto backend when it
+ * holds too few. One backend call per packet cost more than the cipher and
+ * MAC of a small packet together (OpenSSL 3: a DRBG generate, which re-keys
+ * its AES context and looks up parameters by name, and a getpid() for fork
+ * detection). The pool belongs to one session, which is used by one thread
+ * at a time and cannot be shared across a fork, so it needs neither.
+ *
+ * Returns 0 on success, non-zero when the backend fails.
+ */
+static int padding_random(struct transportpacket *p, unsigned char *out,
+                          size_t len)
+{
+    unsigned char *from;
+
+    if(len > sizeof(p->padding_pool))
+        return ssh2_random(out, len);
+    if(p->padding_pool_left < len) {
+        if(ssh2_random(p->padding_pool, sizeof(p->padding_pool)))
+            return 1;
+        p->padding_pool_left = sizeof(p->padding_pool);
+    }
+    p->padding_pool_left -= len;
+    from = p->padding_pool + p->padding_pool_left;
+    memcpy(out, from, len);
+    /* keep no copy of bytes that went out in a packet */
+    memset(from, 0, len);
+    return 0;
+}
+
+/*
  * Send a packet, encrypting it and adding a MAC code if necessary
  * Returns 0 on success, non-zero on failure.
  *
@@ -1222,7 +1253,7 @@ int ssh2_transport_send(LIBSSH2_SESSION *session,
     p->outbuf[4] = (unsigned char)padding_length;
 
     /* fill the padding area with random junk */
-    if(ssh2_random(p->outbuf + 5 + data_len, padding_length))
+    if(padding_random(p, p->outbuf + 5 + data_len, padding_length))
         return ssh2_err(session, LIBSSH2_ERROR_RANDGEN,
                         "Unable to get random bytes for packet padding");
 
