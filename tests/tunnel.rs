@@ -278,3 +278,57 @@ fn each_connection_logs_who_connected_to_the_relay() {
     // sshd reports the platform client's own address and port as the originator.
     flytube.assert_logged(&format!("from {local} closed"));
 }
+
+/// Only the first forward's accept reads the relay socket (libssh2 queues every forward's
+/// channels as it reads); the others find theirs queued. A connection to any of four
+/// forwards is accepted at once: the last one while the tunnel is otherwise idle, each in
+/// turn, and all four at the same time.
+#[test]
+fn every_forward_accepts_when_it_alone_has_a_connection() {
+    let relay = Relay::start();
+    let echoes: Vec<Target> = (0..4).map(|_| Target::echo()).collect();
+    let sources: Vec<u16> = echoes.iter().map(|_| free_port()).collect();
+    let forwards: Vec<(u16, u16)> = sources
+        .iter()
+        .zip(&echoes)
+        .map(|(s, e)| (*s, e.port))
+        .collect();
+    let flytube = start_tunnel(&relay, &forwards);
+    let mut expected = 0;
+    for &source in sources.iter().rev() {
+        // Idle first, so nothing but this connection's open reaches flytube.
+        thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        assert_eq!(echo_round_trip(source, b"alone"), b"alone");
+        expected += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "forward on relay port {source} took {:?}",
+            started.elapsed()
+        );
+    }
+    for round in 0..20u64 {
+        for &source in sources.iter().rev() {
+            let data = random_bytes(100 + round as usize, round + 1);
+            assert_eq!(echo_round_trip(source, &data), data);
+            expected += 1;
+        }
+    }
+    let handles: Vec<_> = (0..40u64)
+        .map(|i| {
+            let source = sources[i as usize % sources.len()];
+            thread::spawn(move || {
+                let data = random_bytes(4096, i + 100);
+                echo_round_trip(source, &data) == data
+            })
+        })
+        .collect();
+    let ok = handles
+        .into_iter()
+        .filter_map(|h| h.join().ok())
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(ok, 40);
+    expected += 40;
+    flytube.wait_for_n("completed", expected, Duration::from_secs(20));
+}
