@@ -54,6 +54,17 @@ def measure(ctx, c, what, quick):
     return out
 
 
+def paired_ratio(values, base_values):
+    """Median of value / base value round by round, with the spread of those ratios
+    (their interquartile range), or "-" when the rounds do not line up."""
+    pairs = [v / b for v, b in zip(values, base_values) if b]
+    if not pairs or len(values) != len(base_values):
+        return "-"
+    pairs.sort()
+    q1, q3 = pairs[len(pairs) // 4], pairs[(3 * len(pairs)) // 4 - (len(pairs) % 4 == 0)]
+    return f"{bench.median(pairs):.2f} ({q1:.2f}-{q3:.2f})"
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=9)
@@ -108,14 +119,19 @@ def main(argv):
         base = names[-1]
         keys = list(samples[base].keys())
         print(f"\ncipher {args.cipher}, {args.rounds} interleaved rounds, medians; "
-              f"ratio = connector / {base}")
-        head = ["figure"] + [f"{n}" for n in names] + [f"{n} / {base}" for n in names[:-1]]
+              f"ratio = connector / {base}; paired = median of the rounds' own ratios "
+              f"(each round's turns ran back to back, so a load swing between rounds "
+              f"cancels out)")
+        head = (["figure"] + [f"{n}" for n in names] + [f"{n} / {base}" for n in names[:-1]]
+                + [f"paired {n} / {base}" for n in names[:-1]])
         print(" | ".join(head))
         for key in keys:
             meds = [bench.median(samples[n].get(key, [0])) for n in names]
             ratios = [f"{m / meds[-1]:.2f}" if meds[-1] else "-" for m in meds[:-1]]
+            paired = [paired_ratio(samples[n].get(key, []), samples[base].get(key, []))
+                      for n in names[:-1]]
             print(" | ".join([key] + [f"{m:.3f}" if m < 10 else f"{m:.0f}" for m in meds]
-                             + ratios))
+                             + ratios + paired))
     finally:
         procs.stop_all()
         shutil.rmtree(d, ignore_errors=True)

@@ -447,10 +447,12 @@ impl<'a> Pump<'a> {
 
     /// One round over every listener, forward, connection and the probe.
     fn one_pass(&mut self, pass: &mut Pass) -> Result<(), String> {
-        // accept() reads the socket until it would block, so after it every channel's
-        // input is in libssh2's queue and idle channels can be skipped cheaply.
-        let drained = self.slots.iter().any(|s| s.listener.is_some());
         self.accept_all(pass)?;
+        // accept() reads the socket up to one receive buffer's worth (libssh2 patch
+        // 0013). When that found the socket empty (the receive gate closed), every
+        // channel's input is in libssh2's queue and idle channels can be skipped cheaply.
+        let drained = self.slots.iter().any(|s| s.listener.is_some())
+            && libssh2::recv_gate() == RecvGate::Drained;
         if self.drain_started.is_none() && self.quiet() {
             self.request_due_forwards()?;
         }

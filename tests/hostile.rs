@@ -481,3 +481,35 @@ fn packet_padding_is_random_and_never_reused() {
     assert_eq!(distinct, packets, "a padding repeated: {answer}");
     assert_eq!(zeroed, 0, "a padding of zero bytes: {answer}");
 }
+
+/// libssh2 patch 0013 stops a read once one recv() has returned data and every byte of
+/// it has been dealt with. Here each data packet arrives in the same socket write as an
+/// SSH_MSG_IGNORE, so one recv() takes both and the read's first packet is not data: each
+/// must still reach the target at once, and the ignored message must not end the read
+/// with an error (a first draft of the patch returned "channel not found" from accept
+/// there and the tunnel dropped). A packet left in libssh2's buffer would be found by
+/// the pump's next pass, at worst at its 200-us acknowledgement timer, so the bound
+/// below catches a lost or stuck packet, not that.
+#[test]
+fn a_data_packet_behind_another_in_one_read_is_not_left_waiting() {
+    let Setup {
+        mut relay,
+        flytube: _flytube,
+        _echo,
+        _dir,
+    } = setup(None);
+    let answer = relay.command("coalesced 20", Duration::from_secs(150));
+    let times: Vec<f64> = answer
+        .split_whitespace()
+        .map(|n| n.parse().unwrap_or_else(|_| panic!("coalesced: {answer}")))
+        .collect();
+    let [median_ms, max_ms] = times[..] else {
+        panic!("coalesced: {answer}");
+    };
+    // Milliseconds on a quiet machine; a packet left in the buffer costs up to a second.
+    assert!(
+        median_ms < 250.0,
+        "round trips took {median_ms} ms (median), {max_ms} ms (max): data waited in \
+         libssh2's buffer"
+    );
+}

@@ -21,6 +21,9 @@ stdin, one command a line, each answered by one line on stdout, "ok ..." or "err
   empty COUNT                COUNT SSH_MSG_CHANNEL_DATA with no data on the held channel
   unimplemented              the SSH_MSG_UNIMPLEMENTED replies so far, counted by the type
                              of the message each one names by its sequence number
+  coalesced N                N round trips on one channel to flytube's echo target, each
+                             an SSH_MSG_IGNORE and the data packet written to the socket
+                             together: "ok MEDIAN_MS MAX_MS" of the round trips
   padding                    the random padding of flytube's packets since the keys were
                              set (encrypt-then-MAC only): "ok PACKETS DISTINCT ZEROED",
                              how many packets, how many different paddings, and how many
@@ -224,6 +227,48 @@ def empty_data(count):
         transport._send_user_message(m)
 
 
+def coalesced(rounds):
+    """Round trips whose data packet comes in one socket write right behind an
+    SSH_MSG_IGNORE, so flytube's first recv() takes both: libssh2 must deal with every
+    byte it received before it stops reading, or the data waits in its buffer, where
+    poll() cannot see it, until something else wakes flytube."""
+    channel = transport.open_forwarded_tcpip_channel(("127.0.0.1", 40002), server.forward)
+    channel.settimeout(10)
+    times = []
+    for i in range(rounds):
+        text = "coalesced-{}".format(i).encode()
+        out = []
+        with packetizer._Packetizer__write_lock:
+            write_all = packetizer.write_all
+            packetizer.write_all = out.append
+            try:
+                ignore = Message()
+                ignore.add_byte(paramiko.common.cMSG_IGNORE)
+                ignore.add_string(b"x")
+                packetizer.send_message(ignore)
+                data = Message()
+                data.add_byte(paramiko.common.cMSG_CHANNEL_DATA)
+                data.add_int(channel.remote_chanid)
+                data.add_string(text)
+                packetizer.send_message(data)
+            finally:
+                packetizer.write_all = write_all
+            start = time.monotonic()
+            write_all(b"".join(out))
+        back = b""
+        while len(back) < len(text):
+            chunk = channel.recv(65536)
+            if not chunk:
+                break
+            back += chunk
+        times.append(time.monotonic() - start)
+        if back != text:
+            raise ValueError("sent {!r}, {!r} came back".format(text, back))
+    channel.close()
+    times.sort()
+    return "{:.1f} {:.1f}".format(times[len(times) // 2] * 1000, times[-1] * 1000)
+
+
 def with_timeout(seconds, fn):
     result = {}
 
@@ -279,6 +324,8 @@ for line in sys.stdin:
         elif words[0] == "unimplemented":
             counts = sorted(answered.items(), key=lambda kv: str(kv[0]).zfill(3))
             say("ok", *("{}:{}".format(kind, n) for kind, n in counts))
+        elif words[0] == "coalesced":
+            say("ok", with_timeout(120, lambda: coalesced(int(words[1]))))
         elif words[0] == "padding":
             seen = list(paddings)
             zeroed = sum(1 for p in seen if not any(p))

@@ -770,9 +770,9 @@ static LIBSSH2_CHANNEL *channel_forward_accept(LIBSSH2_LISTENER *listener)
 {
     int rc;
 
-    do {
-        rc = ssh2_transport_read(listener->session);
-    } while(rc > 0);
+    /* Read what has arrived, but no further than one receive buffer: see
+       ssh2_channel_read() */
+    rc = ssh2_transport_read_some(listener->session);
 
     if(ssh2_list_first(&listener->queue)) {
         LIBSSH2_CHANNEL *channel = ssh2_list_first(&listener->queue);
@@ -1980,11 +1980,14 @@ ssize_t ssh2_channel_read(LIBSSH2_CHANNEL *channel, int stream_id,
         channel->read_state = ssh2_NB_state_idle;
     }
 
-    /* Process all pending incoming packets. Tests prove that this way
-       produces faster transfers. */
-    do {
-        rc = ssh2_transport_read(session);
-    } while(rc > 0);
+    /* Process the pending incoming packets, but no further than one receive
+       buffer (one recv() call's worth) past what was already received. Reading
+       the socket until it would block queues everything the peer's window
+       allowed, megabytes at bulk rates, before the first byte is copied out:
+       the decrypted packets leave the CPU cache before the caller gets them,
+       and the queue grows with the window instead of with the caller's buffer.
+       What is left stays in the socket, so poll() still reports it. */
+    rc = ssh2_transport_read_some(session);
 
     if(rc < 0 && rc != LIBSSH2_ERROR_EAGAIN)
         return ssh2_err(session, rc, "transport read");
@@ -2229,10 +2232,9 @@ ssize_t ssh2_channel_write(LIBSSH2_CHANNEL *channel, int stream_id,
                             "data might be ignored");
 
         /* drain the incoming flow first, mostly to make sure we get all
-           pending window adjust packets */
-        do
-            rc = ssh2_transport_read(session);
-        while(rc > 0);
+           pending window adjust packets (no further than one receive buffer:
+           see ssh2_channel_read()) */
+        rc = ssh2_transport_read_some(session);
 
         if(rc < 0 && rc != LIBSSH2_ERROR_EAGAIN)
             return ssh2_err(channel->session, rc,

@@ -653,6 +653,8 @@ struct transportpacket {
                                which is not yet decrypted in etm mode. */
     unsigned char *wptr;    /* write pointer into the payload to where we
                                are currently writing decrypted data */
+    unsigned long recvs;    /* how many recv() calls have returned data, for
+                               ssh2_transport_read_some() */
 
     /* ------------- for outgoing data --------------- */
     unsigned char outbuf[MAX_SSH_PACKET_LEN]; /* area for the outgoing data */

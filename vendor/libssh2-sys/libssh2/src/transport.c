@@ -429,6 +429,22 @@ static int transport_fullpacket(LIBSSH2_SESSION *session,
  *
  * DOES NOT call ssh2_err() for ANY error case.
  */
+int ssh2_transport_read_some(LIBSSH2_SESSION *session)
+{
+    const struct transportpacket *p = &session->packet;
+    unsigned long recvs = p->recvs;
+    int rc;
+
+    do {
+        rc = ssh2_transport_read(session);
+        if(rc > 0 && p->recvs != recvs && p->readidx == p->writeidx) {
+            session->socket_block_directions |= LIBSSH2_SESSION_BLOCK_INBOUND;
+            return LIBSSH2_ERROR_EAGAIN;
+        }
+    } while(rc > 0);
+    return rc;
+}
+
 int ssh2_transport_read(LIBSSH2_SESSION *session)
 {
     int rc;
@@ -568,6 +584,7 @@ int ssh2_transport_read(LIBSSH2_SESSION *session)
                                 &p->buf[remainbuf], nread);
             /* advance write pointer */
             p->writeidx += nread;
+            p->recvs++;
 
             /* update remainbuf counter */
             remainbuf = p->writeidx - p->readidx;

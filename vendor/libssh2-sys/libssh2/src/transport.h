@@ -73,4 +73,15 @@ int ssh2_transport_send(LIBSSH2_SESSION *session,
  */
 int ssh2_transport_read(LIBSSH2_SESSION *session);
 
+/*
+ * Calls ssh2_transport_read() until it would block, or until one recv() has
+ * returned data since the call began and every byte received has been dealt
+ * with. In that second case it returns LIBSSH2_ERROR_EAGAIN with the inbound
+ * block direction set, as if the socket were empty: nothing is left behind in
+ * the receive buffer, so what is not read yet is still in the socket, where
+ * poll() sees it. Otherwise it returns what ssh2_transport_read() returned
+ * last.
+ */
+int ssh2_transport_read_some(LIBSSH2_SESSION *session);
+
 #endif /* LIBSSH2_TRANSPORT_H */
