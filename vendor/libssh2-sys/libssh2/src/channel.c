@@ -1984,8 +1984,7 @@ ssize_t ssh2_channel_read(LIBSSH2_CHANNEL *channel, int stream_id,
        buffer (one recv() call's worth) past what was already received. Reading
        the socket until it would block queues everything the peer's window
        allowed, megabytes at bulk rates, before the first byte is copied out:
-       the decrypted packets leave the CPU cache before the caller gets them,
-       and the queue grows with the window instead of with the caller's buffer.
+       the decrypted packets leave the CPU cache before the caller gets them.
        What is left stays in the socket, so poll() still reports it. */
     rc = ssh2_transport_read_some(session);
 

@@ -419,13 +419,8 @@ static int transport_fullpacket(LIBSSH2_SESSION *session,
 }
 
 /*
- * Collect a packet into the input queue.
- *
- * Returns packet type added to input queue (0 if nothing added), or a
- * negative error number.
- *
- * This function reads the binary stream as specified in chapter 6 of RFC4253
- * "The Secure Shell (SSH) Transport Layer Protocol"
+ * Reads packets until the socket would block, or until one recv() returned
+ * data since the call began and all of it is dealt with (see transport.h).
  *
  * DOES NOT call ssh2_err() for ANY error case.
  */
@@ -445,6 +440,17 @@ int ssh2_transport_read_some(LIBSSH2_SESSION *session)
     return rc;
 }
 
+/*
+ * Collect a packet into the input queue.
+ *
+ * Returns packet type added to input queue (0 if nothing added), or a
+ * negative error number.
+ *
+ * This function reads the binary stream as specified in chapter 6 of RFC4253
+ * "The Secure Shell (SSH) Transport Layer Protocol"
+ *
+ * DOES NOT call ssh2_err() for ANY error case.
+ */
 int ssh2_transport_read(LIBSSH2_SESSION *session)
 {
     int rc;
