@@ -14,6 +14,7 @@ measured beside OpenSSH (e.g. the tree before and after a change).
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 
@@ -57,12 +58,14 @@ def measure(ctx, c, what, quick):
 def paired_ratio(values, base_values):
     """Median of value / base value round by round, with the spread of those ratios
     (their interquartile range), or "-" when the rounds do not line up."""
-    pairs = [v / b for v, b in zip(values, base_values) if b]
-    if not pairs or len(values) != len(base_values):
+    if len(values) != len(base_values):
         return "-"
-    pairs.sort()
-    q1, q3 = pairs[len(pairs) // 4], pairs[(3 * len(pairs)) // 4 - (len(pairs) % 4 == 0)]
-    return f"{bench.median(pairs):.2f} ({q1:.2f}-{q3:.2f})"
+    pairs = [v / b for v, b in zip(values, base_values) if b]
+    if not pairs:
+        return "-"
+    # quantiles() needs two points; one round's ratio is its own median and range.
+    q1, median, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else pairs * 3
+    return f"{median:.2f} ({q1:.2f}-{q3:.2f})"
 
 
 def main(argv):

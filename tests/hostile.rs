@@ -506,10 +506,11 @@ fn a_data_packet_behind_another_in_one_read_is_not_left_waiting() {
     let [median_ms, max_ms] = times[..] else {
         panic!("coalesced: {answer}");
     };
-    // Milliseconds on a quiet machine; a packet left in the buffer costs up to a second.
+    // Milliseconds on a quiet machine; a packet held back until the pump's one-second
+    // tick, or lost, fails this.
     assert!(
         median_ms < 250.0,
-        "round trips took {median_ms} ms (median), {max_ms} ms (max): data waited in \
-         libssh2's buffer"
+        "round trips took {median_ms} ms (median), {max_ms} ms (max): a data packet was \
+         held back"
     );
 }
