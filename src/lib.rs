@@ -21,6 +21,8 @@ pub mod downstream;
 pub mod dynamic;
 pub mod error;
 pub mod forward;
+#[allow(unsafe_code)]
+pub mod heap;
 pub mod hostkey;
 pub mod keyfile;
 #[allow(unsafe_code)]

@@ -37,7 +37,12 @@ fn run(options: &Options, env: &HashMap<String, String>) -> ExitCode {
         Err(e) => return fail(&e),
     };
     forget_passphrase_variable(env);
+    // Before any thread starts: mallopt is not for a running multi-threaded program.
+    let heap_tuned = flytube::heap::keep_heap_top();
     logging::init(settings.log.level, settings.log.format);
+    if !heap_tuned {
+        log::debug!("the C library refused the malloc settings (heap.rs); its defaults stay");
+    }
     let mut supervisor = match Supervisor::new(settings) {
         Ok(s) => s,
         Err(e) => return fail(&e),

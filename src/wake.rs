@@ -1,5 +1,5 @@
 //! The pump's wake-up line, its poll(2) wait and its non-blocking reads of target
-//! sockets: the one module with `unsafe` code besides the libssh2 bindings.
+//! sockets: with the libssh2 bindings and `heap`, the only modules with `unsafe` code.
 //!
 //! Worker threads never touch libssh2; when they hand the pump a buffer (or take one), they
 //! ring the `Waker`. The pump sleeps in `wait` on the relay socket, the wake socket and
