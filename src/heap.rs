@@ -6,8 +6,8 @@
 //! free at the top of the heap, which glibc returns to the kernel (`brk`, or
 //! `MADV_DONTNEED` in a thread's arena); the next packet's allocation takes the pages back
 //! and the kernel zero-fills each one on first touch. Measured in bulk relay -> target with
-//! aes256-gcm (`perf stat -e page-faults` on the connector, three turns each): 440-3,250
-//! page faults per GB with the defaults, 0-220 with these settings, and the brk calls gone.
+//! aes256-gcm (`perf stat -e page-faults` on the connector, four turns each): 2,400-9,800
+//! page faults per GB with the defaults, 0-180 with these settings, and the brk calls gone.
 //!
 //! What it costs: up to `TRIM_THRESHOLD` of freed memory may stay resident per arena after
 //! a burst. Other C libraries (musl) have no such knobs; there this does nothing.
