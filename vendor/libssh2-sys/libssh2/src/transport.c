@@ -119,6 +119,10 @@ static void transport_debugdump(LIBSSH2_SESSION *session, const char *desc,
 #define transport_debugdump(a, x, y, z) do {} while(0)
 #endif
 
+/* The smallest data2 that ssh2_transport_send() encrypts straight from the
+   caller's buffer: below it the copy costs less than the extra cipher call. */
+#define SEND_DIRECT_MIN 1024
+
 /* Convenience macros for accessing crypt flags */
 /* Local crypto flags */
 #define CRYPT_FLAG_L(session, flag) \
@@ -1116,6 +1120,8 @@ int ssh2_transport_send(LIBSSH2_SESSION *session,
     unsigned int auth_len = 0;
     size_t orgdata_len = data_len;
     size_t crypt_offset, etm_crypt_offset;
+    /* outbuf range encrypted straight from data2; none when equal */
+    size_t direct_from = 0, direct_to = 0;
 
     transport_debugdump(session, "ssh2_transport_send() plain",
                         data, data_len);
@@ -1176,6 +1182,33 @@ int ssh2_transport_send(LIBSSH2_SESSION *session,
                  ((session->state & SSH2_STATE_AUTHENTICATED) ||
                   session->local.comp->use_in_auth);
 
+#if LIBSSH2_CRYPT_MULTIBLOCK
+    /* A large data2 (channel data) is not copied into the packet buffer: the
+       whole cipher blocks it spans after the packet's first block are
+       encrypted from the caller's buffer into outbuf with crypt_to, one pass
+       over the data instead of a copy and then encryption in place. Only the
+       bytes around that range (to the first block's end, the last partial
+       block) are copied. Not with a MAC over the plaintext (it would need
+       the payload in outbuf) nor with compression. */
+    if(encrypted && !compressed && data2 &&
+       data2_len >= SEND_DIRECT_MIN &&
+       session->local.crypt->crypt_to &&
+       !CRYPT_FLAG_L(session, SSH2_CRYPT_FLAG_REQUIRES_FULL_PACKET) &&
+       (etm || CRYPT_FLAG_L(session, SSH2_CRYPT_FLAG_INTEGRATED_MAC))) {
+        size_t first_end = (etm ? 4 : 0) + (size_t)blocksize;
+        size_t d2pos = 5 + data_len;
+        size_t d2end = d2pos + data2_len;
+        size_t from = first_end;
+        size_t bs = (size_t)blocksize;
+        if(d2pos > from)
+            from += (d2pos - from + bs - 1) / bs * bs;
+        if(d2end > from + bs) {
+            direct_from = from;
+            direct_to = from + (d2end - from) / bs * bs;
+        }
+    }
+#endif
+
     if(encrypted && compressed && session->local.comp_abstract) {
         /* the idea here is that these function must fail if the output gets
            larger than what fits in the assigned buffer so thus they do not
@@ -1217,7 +1250,14 @@ int ssh2_transport_send(LIBSSH2_SESSION *session,
 
         /* copy the payload data */
         memcpy(&p->outbuf[5], data, data_len);
-        if(data2 && data2_len)
+        if(direct_to) {
+            /* only what lies outside [direct_from, direct_to) */
+            size_t d2pos = 5 + data_len;
+            memcpy(&p->outbuf[d2pos], data2, direct_from - d2pos);
+            memcpy(&p->outbuf[direct_to], data2 + (direct_to - d2pos),
+                   d2pos + data2_len - direct_to);
+        }
+        else if(data2 && data2_len)
             memcpy(&p->outbuf[5 + data_len], data2, data2_len);
         data_len += data2_len; /* use the combined length */
     }
@@ -1315,6 +1355,35 @@ int ssh2_transport_send(LIBSSH2_SESSION *session,
                encryption, but (presumably) others cannot, so break it up
                into blocksize-sized chunks to satisfy them all. */
             i = etm_crypt_offset;
+#if LIBSSH2_CRYPT_MULTIBLOCK
+            if(direct_to) {
+                /* The multi-block calls of the loop below (the first block,
+                   then the rest of the packet, LAST_BLOCK at its end unless
+                   INTEGRATED_MAC), the rest split in three: whole blocks
+                   before direct_from in place, [direct_from, direct_to) from
+                   data2, the remainder in place. */
+                const struct crypt_method *c = session->local.crypt;
+                void **ctx = &session->local.crypt_abstract;
+                const unsigned char *src =
+                    data2 + (direct_from - 5 - (data_len - data2_len));
+                size_t mid = i + (size_t)blocksize;
+                int last =
+                    CRYPT_FLAG_L(session, SSH2_CRYPT_FLAG_INTEGRATED_MAC) ?
+                    MIDDLE_BLOCK : LAST_BLOCK;
+
+                if(c->crypt(session, 0, &p->outbuf[i], blocksize, ctx,
+                            FIRST_BLOCK) ||
+                   (direct_from > mid &&
+                    c->crypt(session, 0, &p->outbuf[mid], direct_from - mid,
+                             ctx, MIDDLE_BLOCK)) ||
+                   c->crypt_to(session, src, &p->outbuf[direct_from],
+                               direct_to - direct_from, ctx) ||
+                   c->crypt(session, 0, &p->outbuf[direct_to],
+                            packet_length - direct_to, ctx, last))
+                    return LIBSSH2_ERROR_ENCRYPT; /* encryption failure */
+                i = packet_length; /* done: nothing left for the loop */
+            }
+#endif
             while(i < packet_length) {
                 unsigned char *ptr = &p->outbuf[i];
                 size_t bsize = SSH2_MIN(session->local.crypt->blocksize,
