@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -540,8 +541,24 @@ impl Conn {
     }
 
     fn read_down(&mut self, session: &ssh2::Session, scratch: &mut [u8], step: &mut Step) {
-        match self.channel.read(scratch) {
-            Ok(0) => {
+        // Fast path: when nothing is queued for the target and its writer thread has
+        // written everything it was given, libssh2 sends the data from its packets to the
+        // target socket with non-blocking sends (MSG_DONTWAIT: the socket's blocking mode,
+        // shared with the writer thread, is untouched), no copy and no thread hand-off on
+        // the latency-critical path; order is kept because the writer is idle. What the
+        // socket does not take is copied into `scratch` and goes to the writer as usual.
+        let direct = match &self.target {
+            Some(target) if self.stash.is_empty() && !self.is_closing() => {
+                self.link.writer_idle().then(|| target.as_raw_fd())
+            }
+            _ => None,
+        };
+        let read = match direct {
+            Some(socket) => libssh2::read_sinking(&mut self.channel, socket, scratch),
+            None => self.channel.read(scratch).map(|n| (n, 0)),
+        };
+        match read {
+            Ok((0, _)) => {
                 self.in_flight = None;
                 step.inbound = true;
                 self.remote_eof = true;
@@ -549,22 +566,16 @@ impl Conn {
                 self.flush_stash(step);
                 step.progress = true;
             }
-            Ok(n) => {
+            Ok((n, sent)) => {
                 self.in_flight = None;
                 step.inbound = true;
                 self.bytes_down += n as u64;
                 self.last_activity = Instant::now();
-                if !self.is_closing() {
-                    // Straight from the read buffer when the target takes it all: no copy.
-                    let sent = if self.stash.is_empty() {
-                        self.send_direct(&scratch[..n])
-                    } else {
-                        0
-                    };
-                    if sent < n {
-                        self.stash.push_back(Down::Data(scratch[sent..n].to_vec()));
-                        self.flush_stash(step);
-                    }
+                // What the target did not take, copied into the read buffer: the writer's.
+                let copied = n - sent;
+                if copied > 0 && !self.is_closing() {
+                    self.stash.push_back(Down::Data(scratch[..copied].to_vec()));
+                    self.flush_stash(step);
                 }
                 step.progress = true;
             }
@@ -667,26 +678,6 @@ impl Conn {
             self.abort(format!("{what}: {message}"));
         }
         step.progress = true;
-    }
-
-    /// Fast path: when the writer thread has written everything it was given, hand the
-    /// bytes to the target socket directly with a non-blocking send (MSG_DONTWAIT, so the
-    /// socket's own blocking mode, shared with the writer thread, is untouched). What the
-    /// socket does not take goes to the writer as usual. This saves a thread hand-off per
-    /// message on the latency-critical path; order is kept because the writer is idle.
-    /// Returns how many bytes the socket took.
-    fn send_direct(&self, bytes: &[u8]) -> usize {
-        let Some(target) = &self.target else {
-            return 0;
-        };
-        if !self.link.writer_idle() {
-            return 0;
-        }
-        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-        // A full socket or an error: the writer takes the bytes and reports any failure.
-        socket2::SockRef::from(target)
-            .send_with_flags(bytes, flags)
-            .unwrap_or(0)
     }
 
     fn flush_stash(&mut self, step: &mut Step) {

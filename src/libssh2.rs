@@ -1,10 +1,11 @@
 //! Small facts about libssh2 that several parts rely on: its error codes by name, its
 //! millisecond timeouts, what the linked library supports, and the calls ssh2 does not
-//! wrap (the originator of an accepted forwarded channel, the pump's receive gate and send
-//! counter). One of the two modules allowed `unsafe` (with wake.rs): each FFI call
+//! wrap (the originator of an accepted forwarded channel, the pump's receive gate, send
+//! counter and read sink). One of the two modules allowed `unsafe` (with wake.rs): each FFI call
 //! commented. See docs/libssh2.md.
 
 use std::cell::Cell;
+use std::os::fd::RawFd;
 use std::os::raw::{c_int, c_void};
 use std::time::Duration;
 
@@ -185,7 +186,90 @@ extern "C" fn counted_send(
     rc
 }
 
+thread_local! {
+    /// The socket `read_sinking` lends libssh2's read sink (-1: none) and what it took.
+    static SINK: Cell<(RawFd, usize)> = const { Cell::new((-1, 0)) };
+}
+
+/// Reads `channel` as `Read::read` does, except that the data goes from libssh2's packets
+/// straight to `socket` (a non-blocking send) for as long as the socket takes all of it;
+/// whatever it does not take is copied into `buf` as usual (vendored patch 0015). Returns
+/// (bytes read in all, of which sent to `socket`); the copied ones are `buf[..all - sent]`.
+/// A send error stops the sending like a full socket: the caller's own write of the copied
+/// rest meets and reports it.
+pub fn read_sinking(
+    channel: &mut ssh2::Channel,
+    socket: RawFd,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, usize)> {
+    SINK.with(|sink| sink.set((socket, 0)));
+    let read = std::io::Read::read(channel, buf);
+    let (_, sent) = SINK.with(|sink| sink.replace((-1, 0)));
+    read.map(|all| (all, sent.min(all)))
+}
+
+/// libssh2.h's `struct libssh2_read_chunk`: one piece of channel data in a queued packet.
+#[repr(C)]
+struct ReadChunk {
+    data: *const std::os::raw::c_char,
+    len: libc::size_t,
+}
+
+/// The most chunks libssh2 offers the read sink at once (READ_SINK_CHUNKS in channel.c).
+const READ_SINK_CHUNKS: usize = 16;
+
+/// libssh2's read sink (LIBSSH2_CHANNEL_READ_SINK): one non-blocking `sendmsg` of the
+/// offered chunks to the socket `read_sinking` lent, if any; takes nothing otherwise
+/// (libssh2 then copies, as without a sink).
+extern "C" fn sink_to_socket(
+    _session: *mut libssh2_sys::LIBSSH2_SESSION,
+    chunks: *const ReadChunk,
+    count: c_int,
+    _arg: *mut c_void,
+) -> libc::size_t {
+    let (socket, sent) = SINK.with(Cell::get);
+    let count = usize::try_from(count).unwrap_or(0).min(READ_SINK_CHUNKS);
+    if socket < 0 || count == 0 || chunks.is_null() {
+        return 0;
+    }
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; READ_SINK_CHUNKS];
+    for (i, slot) in iov.iter_mut().enumerate().take(count) {
+        // SAFETY: libssh2 passes `count` chunks (at most READ_SINK_CHUNKS), each pointing
+        // into a packet it keeps queued for the duration of this call.
+        let chunk = unsafe { &*chunks.add(i) };
+        slot.iov_base = chunk.data.cast_mut().cast::<c_void>();
+        slot.iov_len = chunk.len;
+    }
+    // SAFETY: a zeroed msghdr is valid (no address, no control data); it points at `iov`,
+    // which outlives the call.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = iov.as_mut_ptr();
+    message.msg_iovlen = count as _;
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    // SAFETY: `socket` is the target socket the caller of `read_sinking` holds open across
+    // the read; sendmsg only reads the chunks' bytes.
+    let rc = unsafe { libc::sendmsg(socket, &message, flags) };
+    let took = usize::try_from(rc).unwrap_or(0);
+    SINK.with(|sink| sink.set((socket, sent + took)));
+    took
+}
+
+type SinkFn = extern "C" fn(
+    *mut libssh2_sys::LIBSSH2_SESSION,
+    *const ReadChunk,
+    c_int,
+    *mut c_void,
+) -> libc::size_t;
+
 unsafe extern "C" {
+    fn libssh2_session_channel_read_sink(
+        session: *mut libssh2_sys::LIBSSH2_SESSION,
+        sink: Option<SinkFn>,
+        arg: *mut c_void,
+    );
     fn libssh2_session_callback_set2(
         session: *mut libssh2_sys::LIBSSH2_SESSION,
         cbtype: c_int,
@@ -198,7 +282,9 @@ const LIBSSH2_CALLBACK_SEND: c_int = 5;
 const LIBSSH2_CALLBACK_RECV: c_int = 6;
 
 /// Puts the receive gate in front of `session`'s socket reads and the send counter in
-/// front of its writes. The gate stays `Off` (plain recv) until the calling thread opens it.
+/// front of its writes, and installs the read sink that `read_sinking` lends a socket to.
+/// The gate stays `Off` (plain recv) until the calling thread opens it; the sink takes
+/// nothing outside `read_sinking`.
 pub fn install_socket_callbacks(session: &ssh2::Session) {
     type RecvFn =
         extern "C" fn(c_int, *mut c_void, libc::size_t, c_int, *mut *mut c_void) -> libc::ssize_t;
@@ -219,6 +305,7 @@ pub fn install_socket_callbacks(session: &ssh2::Session) {
     unsafe {
         libssh2_session_callback_set2(&mut *raw, LIBSSH2_CALLBACK_RECV, Some(recv));
         libssh2_session_callback_set2(&mut *raw, LIBSSH2_CALLBACK_SEND, Some(send));
+        libssh2_session_channel_read_sink(&mut *raw, Some(sink_to_socket), std::ptr::null_mut());
     }
 }
 

@@ -911,6 +911,26 @@ LIBSSH2_API ssize_t libssh2_channel_read_ex(LIBSSH2_CHANNEL *channel,
     libssh2_channel_read_ex((channel), SSH_EXTENDED_DATA_STDERR, \
                             (buf), (buflen))
 
+/* A read sink: while one is set on a session, libssh2_channel_read_ex()
+   offers the channel data it would copy into the caller's buffer to the sink
+   first, as up to 16 chunks (pointers into its queued packets, valid for the
+   call) in one call. The sink takes a prefix of them, say with one sendmsg()
+   to a socket, and returns how many bytes it took. If it took them all, the
+   read returns that count and leaves any further data for the next read;
+   otherwise the read copies the rest into the buffer as usual. The return
+   value counts the bytes the sink took and those copied; the copied ones are
+   at the start of the buffer. NULL unsets it. */
+struct libssh2_read_chunk {
+    const char *data;
+    size_t len;
+};
+typedef size_t (*LIBSSH2_CHANNEL_READ_SINK)(
+    LIBSSH2_SESSION *session, const struct libssh2_read_chunk *chunks,
+    int count, void *arg);
+LIBSSH2_API void
+libssh2_session_channel_read_sink(LIBSSH2_SESSION *session,
+                                  LIBSSH2_CHANNEL_READ_SINK sink, void *arg);
+
 #ifndef LIBSSH2_NO_DEPRECATED
 LIBSSH2_DEPRECATED(1.2.0, "")
 LIBSSH2_API int libssh2_poll_channel_read(LIBSSH2_CHANNEL *channel,

@@ -1935,6 +1935,65 @@ void libssh2_channel_handle_extended_data(LIBSSH2_CHANNEL *channel,
 }
 #endif
 
+/* Whether a queued packet carries data for a read of channel's stream_id:
+   that extended data stream, or the standard stream (plus extended data when
+   it is merged). */
+static int channel_read_wants(LIBSSH2_CHANNEL *channel, int stream_id,
+                              const struct packet *pkt)
+{
+    if(pkt->data_len < 5 ||
+       ssh2_ntohu32(pkt->data + 1) != channel->local.id)
+        return 0;
+    if(pkt->data[0] == SSH_MSG_CHANNEL_DATA)
+        return !stream_id;
+    if(pkt->data[0] != SSH_MSG_CHANNEL_EXTENDED_DATA)
+        return 0;
+    if(stream_id)
+        return pkt->data_len >= 9 &&
+               stream_id == (int)ssh2_ntohu32(pkt->data + 5);
+    return channel->remote.extended_data_ignore_mode ==
+           LIBSSH2_CHANNEL_EXTENDED_DATA_MERGE;
+}
+
+/* The most chunks one read offers its session's read sink. */
+#define READ_SINK_CHUNKS 16
+
+/* Offers the read sink the data a read of up to *buflen bytes would return,
+   in queue order, and sets *sunk to what it took. When it took everything,
+   *buflen shrinks to that, so that the read ends there and the sink is
+   offered the rest by the next read rather than it being copied. */
+static void channel_read_offer(LIBSSH2_CHANNEL *channel, int stream_id,
+                               size_t *buflen, size_t *sunk)
+{
+    LIBSSH2_SESSION *session = channel->session;
+    struct libssh2_read_chunk chunks[READ_SINK_CHUNKS];
+    struct packet *pkt;
+    size_t offered = 0;
+    size_t took;
+    int count = 0;
+
+    for(pkt = ssh2_list_first(&session->packets);
+        pkt && count < READ_SINK_CHUNKS && offered < *buflen;
+        pkt = ssh2_list_next(&pkt->node)) {
+        if(channel_read_wants(channel, stream_id, pkt)) {
+            size_t len = SSH2_MIN(pkt->data_len - pkt->data_head,
+                                  *buflen - offered);
+            chunks[count].data = (const char *)&pkt->data[pkt->data_head];
+            chunks[count].len = len;
+            offered += len;
+            count++;
+        }
+    }
+    if(!offered)
+        return;
+    took = session->read_sink(session, chunks, count, session->read_sink_arg);
+    if(took >= offered) {
+        took = offered;
+        *buflen = offered;
+    }
+    *sunk = took;
+}
+
 /*
  * Read data from a channel
  *
@@ -1951,6 +2010,8 @@ ssize_t ssh2_channel_read(LIBSSH2_CHANNEL *channel, int stream_id,
     LIBSSH2_SESSION *session = channel->session;
     int rc;
     size_t bytes_read = 0;
+    size_t bytes_copied = 0; /* of bytes_read, those copied into buf */
+    size_t sunk = 0;         /* of bytes_read, those the read sink took */
     size_t bytes_want;
     int unlink_packet;
     struct packet *read_packet;
@@ -1991,6 +2052,9 @@ ssize_t ssh2_channel_read(LIBSSH2_CHANNEL *channel, int stream_id,
     if(rc < 0 && rc != LIBSSH2_ERROR_EAGAIN)
         return ssh2_err(session, rc, "transport read");
 
+    if(session->read_sink && session->read_sink_armed)
+        channel_read_offer(channel, stream_id, &buflen, &sunk);
+
     read_packet = ssh2_list_first(&session->packets);
     while(read_packet && bytes_read < buflen) {
         /* previously this loop condition also checked for
@@ -2018,26 +2082,7 @@ ssize_t ssh2_channel_read(LIBSSH2_CHANNEL *channel, int stream_id,
 
         channel->read_local_id = ssh2_ntohu32(readpkt->data + 1);
 
-        /*
-         * Either we asked for a specific extended data stream
-         * (and data was available),
-         * or the standard stream (and data was available),
-         * or the standard stream with extended_data_merge
-         * enabled and data was available
-         */
-        if((stream_id &&
-            readpkt->data[0] == SSH_MSG_CHANNEL_EXTENDED_DATA &&
-            channel->local.id == channel->read_local_id &&
-            readpkt->data_len >= 9 &&
-            stream_id == (int)ssh2_ntohu32(readpkt->data + 5)) ||
-           (!stream_id &&
-            readpkt->data[0] == SSH_MSG_CHANNEL_DATA &&
-            channel->local.id == channel->read_local_id) ||
-           (!stream_id &&
-            readpkt->data[0] == SSH_MSG_CHANNEL_EXTENDED_DATA &&
-            channel->local.id == channel->read_local_id &&
-            channel->remote.extended_data_ignore_mode ==
-                LIBSSH2_CHANNEL_EXTENDED_DATA_MERGE)) {
+        if(channel_read_wants(channel, stream_id, readpkt)) {
 
             /* figure out much more data we want to read */
             bytes_want = buflen - bytes_read;
@@ -2056,9 +2101,16 @@ ssize_t ssh2_channel_read(LIBSSH2_CHANNEL *channel, int stream_id,
                       channel->remote.id, stream_id,
                       unlink_packet ? " [ul]" : ""));
 
-            /* copy data from this struct to the target buffer */
-            memcpy(&buf[bytes_read],
-                   &readpkt->data[readpkt->data_head], bytes_want);
+            /* copy data from this struct to the target buffer, less what the
+               read sink took of it */
+            {
+                size_t skip = SSH2_MIN(sunk, bytes_want);
+                sunk -= skip;
+                memcpy(&buf[bytes_copied],
+                       &readpkt->data[readpkt->data_head + skip],
+                       bytes_want - skip);
+                bytes_copied += bytes_want - skip;
+            }
 
             /* advance pointer and counter */
             readpkt->data_head += bytes_want;
@@ -2128,9 +2180,24 @@ ssize_t libssh2_channel_read_ex(LIBSSH2_CHANNEL *channel, int stream_id,
                                                         1, NULL));
     }
 
+    channel->session->read_sink_armed = 1;
     BLOCK_ADJUST(rc, channel->session,
                  ssh2_channel_read(channel, stream_id, buf, buflen));
+    channel->session->read_sink_armed = 0;
     return rc;
+}
+
+/*
+ * libssh2_session_channel_read_sink
+ *
+ * Sets (or, with NULL, unsets) the session's read sink: see libssh2.h.
+ */
+LIBSSH2_API void
+libssh2_session_channel_read_sink(LIBSSH2_SESSION *session,
+                                  LIBSSH2_CHANNEL_READ_SINK sink, void *arg)
+{
+    session->read_sink = sink;
+    session->read_sink_arg = arg;
 }
 
 /*

@@ -799,6 +799,13 @@ struct _LIBSSH2_SESSION {
     /* Whether to use the OpenSSH Strict KEX extension */
     int kex_strict;
 
+    /* libssh2_session_channel_read_sink(); armed only while
+       libssh2_channel_read_ex() runs, so library-internal reads (SFTP, SCP)
+       always copy */
+    LIBSSH2_CHANNEL_READ_SINK read_sink;
+    void *read_sink_arg;
+    int read_sink_armed;
+
     /* (remote as source of data -- packet_read) */
     struct endpoint_data remote;
 
