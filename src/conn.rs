@@ -554,7 +554,7 @@ impl Conn {
             _ => None,
         };
         let read = match direct {
-            Some(socket) => libssh2::read_sinking(&mut self.channel, socket, scratch),
+            Some(socket) => libssh2::read_sinking(session, &mut self.channel, socket, scratch),
             None => self.channel.read(scratch).map(|n| (n, 0)),
         };
         match read {

@@ -2,7 +2,7 @@
 //! instead of handing it back to the kernel and faulting it in again per SSH packet.
 //!
 //! libssh2 allocates every received packet's payload (up to 32 KiB) and frees it once the
-//! pump has copied it out. With glibc's defaults the free often leaves more than 128 KiB
+//! pump has sent it on or copied it out. With glibc's defaults the free often leaves more than 128 KiB
 //! free at the top of the heap, which glibc returns to the kernel (`brk`, or
 //! `MADV_DONTNEED` in a thread's arena); the next packet's allocation takes the pages back
 //! and the kernel zero-fills each one on first touch. Measured in bulk relay -> target with

@@ -1,8 +1,8 @@
 //! Small facts about libssh2 that several parts rely on: its error codes by name, its
 //! millisecond timeouts, what the linked library supports, and the calls ssh2 does not
 //! wrap (the originator of an accepted forwarded channel, the pump's receive gate, send
-//! counter and read sink). One of the two modules allowed `unsafe` (with wake.rs): each FFI call
-//! commented. See docs/libssh2.md.
+//! counter and read sink). One of the three modules allowed `unsafe` (with wake.rs and
+//! heap.rs): each FFI call commented. See docs/libssh2.md.
 
 use std::cell::Cell;
 use std::os::fd::RawFd;
@@ -186,26 +186,42 @@ extern "C" fn counted_send(
     rc
 }
 
-thread_local! {
-    /// The socket `read_sinking` lends libssh2's read sink (-1: none) and what it took.
-    static SINK: Cell<(RawFd, usize)> = const { Cell::new((-1, 0)) };
+/// What `read_sinking` lends libssh2's read sink for one read: the socket, and what the
+/// sink sent to it.
+struct SinkTo {
+    socket: RawFd,
+    sent: usize,
 }
 
-/// Reads `channel` as `Read::read` does, except that the data goes from libssh2's packets
-/// straight to `socket` (a non-blocking send) for as long as the socket takes all of it;
-/// whatever it does not take is copied into `buf` as usual (vendored patch 0015). Returns
-/// (bytes read in all, of which sent to `socket`); the copied ones are `buf[..all - sent]`.
-/// A send error stops the sending like a full socket: the caller's own write of the copied
-/// rest meets and reports it.
+/// Reads `channel` (of `session`) as `Read::read` does, except that the data goes from
+/// libssh2's packets straight to `socket` (a non-blocking send) for as long as the socket
+/// takes all of it; whatever it does not take is copied into `buf` as usual (vendored
+/// patch 0015). Returns (bytes read in all, of which sent to `socket`); the copied ones are
+/// `buf[..all - sent]`. A send error stops the sending like a full socket: the caller's
+/// own write of the copied rest meets and reports it. The sink is set for this read only,
+/// so other reads neither offer it data nor pay for the offer.
 pub fn read_sinking(
+    session: &ssh2::Session,
     channel: &mut ssh2::Channel,
     socket: RawFd,
     buf: &mut [u8],
 ) -> std::io::Result<(usize, usize)> {
-    SINK.with(|sink| sink.set((socket, 0)));
+    let mut to = SinkTo { socket, sent: 0 };
+    let arg: *mut SinkTo = &mut to;
+    set_read_sink(session, Some(sink_to_socket), arg.cast::<c_void>());
     let read = std::io::Read::read(channel, buf);
-    let (_, sent) = SINK.with(|sink| sink.replace((-1, 0)));
-    read.map(|all| (all, sent.min(all)))
+    set_read_sink(session, None, std::ptr::null_mut());
+    // The sink, the only other user of `arg`, is unset: `to` is ours again.
+    read.map(|all| (all, to.sent.min(all)))
+}
+
+/// Sets (or, with None, unsets) `session`'s read sink. The session lock is held only for
+/// the call: the read that follows takes it itself.
+fn set_read_sink(session: &ssh2::Session, sink: Option<SinkFn>, arg: *mut c_void) {
+    let mut raw = session.raw();
+    // SAFETY: `raw` is the live session, locked by ssh2 for the call, which only stores
+    // the two pointers; `arg` stays valid until the sink is unset (`read_sinking`).
+    unsafe { libssh2_session_channel_read_sink(&mut *raw, sink, arg) }
 }
 
 /// libssh2.h's `struct libssh2_read_chunk`: one piece of channel data in a queued packet.
@@ -218,20 +234,21 @@ struct ReadChunk {
 /// The most chunks libssh2 offers the read sink at once (READ_SINK_CHUNKS in channel.c).
 const READ_SINK_CHUNKS: usize = 16;
 
-/// libssh2's read sink (LIBSSH2_CHANNEL_READ_SINK): one non-blocking `sendmsg` of the
-/// offered chunks to the socket `read_sinking` lent, if any; takes nothing otherwise
-/// (libssh2 then copies, as without a sink).
+/// libssh2's read sink (LIBSSH2_CHANNEL_READ_SINK), set by `read_sinking` with a
+/// `SinkTo` as `arg`: one non-blocking `sendmsg` of the offered chunks to its socket.
 extern "C" fn sink_to_socket(
     _session: *mut libssh2_sys::LIBSSH2_SESSION,
     chunks: *const ReadChunk,
     count: c_int,
-    _arg: *mut c_void,
+    arg: *mut c_void,
 ) -> libc::size_t {
-    let (socket, sent) = SINK.with(Cell::get);
     let count = usize::try_from(count).unwrap_or(0).min(READ_SINK_CHUNKS);
-    if socket < 0 || count == 0 || chunks.is_null() {
+    if arg.is_null() || count == 0 || chunks.is_null() {
         return 0;
     }
+    // SAFETY: `arg` is the `SinkTo` that `read_sinking` set with this sink and keeps alive
+    // and otherwise untouched until it unsets it after the read.
+    let to = unsafe { &mut *arg.cast::<SinkTo>() };
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
@@ -249,11 +266,11 @@ extern "C" fn sink_to_socket(
     message.msg_iov = iov.as_mut_ptr();
     message.msg_iovlen = count as _;
     let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    // SAFETY: `socket` is the target socket the caller of `read_sinking` holds open across
-    // the read; sendmsg only reads the chunks' bytes.
-    let rc = unsafe { libc::sendmsg(socket, &message, flags) };
+    // SAFETY: `to.socket` is the target socket the caller of `read_sinking` holds open
+    // across the read; sendmsg only reads the chunks' bytes.
+    let rc = unsafe { libc::sendmsg(to.socket, &message, flags) };
     let took = usize::try_from(rc).unwrap_or(0);
-    SINK.with(|sink| sink.set((socket, sent + took)));
+    to.sent += took;
     took
 }
 
@@ -282,9 +299,7 @@ const LIBSSH2_CALLBACK_SEND: c_int = 5;
 const LIBSSH2_CALLBACK_RECV: c_int = 6;
 
 /// Puts the receive gate in front of `session`'s socket reads and the send counter in
-/// front of its writes, and installs the read sink that `read_sinking` lends a socket to.
-/// The gate stays `Off` (plain recv) until the calling thread opens it; the sink takes
-/// nothing outside `read_sinking`.
+/// front of its writes. The gate stays `Off` (plain recv) until the calling thread opens it.
 pub fn install_socket_callbacks(session: &ssh2::Session) {
     type RecvFn =
         extern "C" fn(c_int, *mut c_void, libc::size_t, c_int, *mut *mut c_void) -> libc::ssize_t;
@@ -305,7 +320,6 @@ pub fn install_socket_callbacks(session: &ssh2::Session) {
     unsafe {
         libssh2_session_callback_set2(&mut *raw, LIBSSH2_CALLBACK_RECV, Some(recv));
         libssh2_session_callback_set2(&mut *raw, LIBSSH2_CALLBACK_SEND, Some(send));
-        libssh2_session_channel_read_sink(&mut *raw, Some(sink_to_socket), std::ptr::null_mut());
     }
 }
 
