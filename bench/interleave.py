@@ -4,7 +4,7 @@ relay, measured in turns (A, B, A, B, ...) so that the machine's load swings hit
 connector alike. For the figures that a shared machine makes noisy: throughput and CPU per GB
 (iperf3, 1 stream), RTT, redis-benchmark, ab. Prints the median of each figure per connector and the ratio to the first one.
 
-    python3 bench/interleave.py [--rounds 9] [--cipher C] [--flytube BIN ...] [--what tput,rtt,redis,ab]
+    python3 bench/interleave.py [--rounds 9] [--cipher C] [--flytube BIN ...] [--what tput,rtt,redis,ab,scale1000]
                                 [--ssh-option NAME=VALUE ...]
 
 With no --flytube, target/release/flytube is compared with OpenSSH; with several, each is
@@ -49,6 +49,21 @@ def measure(ctx, c, what, quick):
             got = bench.redis_benchmark(extra["redis"], args, n)
             for cmd, value in (got or {}).items():
                 out[f"{label} {cmd} (req/s)"] = value
+    for n in sorted(int(w[len("scale"):]) for w in what if w.startswith("scale")):
+        socks, failed = bench.open_idle(ports["echo"], n)
+        seconds = 2 if quick else 3
+        try:
+            cpu0 = bench.proc_cpu_s(c.pid)
+            mbps, _, _, broken = bench.push_echo(socks, seconds, c.pid)
+            cpu = bench.proc_cpu_s(c.pid) - cpu0
+        finally:
+            bench.close_all(socks)
+        if failed or broken:
+            bench.log(f"scale {n}: {failed} failed, {broken} broken")
+        out[f"scale {n} conns: echo (MB/s)"] = mbps
+        # Warm-up included: CPU over the whole push, per MB echoed in the counted part.
+        out[f"scale {n} conns: CPU per MB echoed (ms)"] = cpu * 1e3 / max(mbps * seconds, 1e-9)
+        bench.wait_settled(ctx, c)
     if "ab" in what and "nginx" in extra:
         out["ab new -c 10 (req/s)"] = bench.apache_bench(extra["nginx"], 2000, 10, False)
         out["ab keep-alive -c 10 (req/s)"] = bench.apache_bench(extra["nginx"], 20000, 10, True)

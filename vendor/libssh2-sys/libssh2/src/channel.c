@@ -74,10 +74,61 @@ uint32_t ssh2_channel_nextid(LIBSSH2_SESSION *session)
 }
 
 /*
- * Locate a channel pointer by number
+ * The bucket of the session's channel index that holds the channel with
+ * local id 'channel_id', if there is one
  */
-LIBSSH2_CHANNEL *ssh2_channel_locate(LIBSSH2_SESSION *session,
-                                     uint32_t channel_id)
+static LIBSSH2_CHANNEL **channel_index_bucket(LIBSSH2_SESSION *session,
+                                              uint32_t channel_id)
+{
+    return &session->channel_index[channel_id &
+                                   (LIBSSH2_CHANNEL_INDEX_SIZE - 1)];
+}
+
+/*
+ * Enters a channel in the session's index, once its local id is set and
+ * before it is linked into session->channels or a listener's queue: from
+ * then on ssh2_channel_locate() finds it.
+ *
+ * Every packet for a channel (data, window adjusts, EOF, close, requests)
+ * is routed by locating its recipient, and walking the lists made that cost
+ * grow with the number of open channels: a tunnel with a thousand busy
+ * channels spent a tenth of its CPU in ssh2_channel_locate().
+ */
+void ssh2_channel_index_add(LIBSSH2_CHANNEL *channel)
+{
+    LIBSSH2_CHANNEL **bucket = channel_index_bucket(channel->session,
+                                                    channel->local.id);
+
+    channel->index_next = *bucket;
+    *bucket = channel;
+}
+
+/*
+ * Takes a channel out of the session's index, when it is unlinked for good
+ * (freed), not when it moves from a listener's queue to session->channels
+ */
+void ssh2_channel_index_remove(LIBSSH2_CHANNEL *channel)
+{
+    LIBSSH2_CHANNEL **link = channel_index_bucket(channel->session,
+                                                  channel->local.id);
+
+    for(; *link; link = &(*link)->index_next) {
+        if(*link == channel) {
+            *link = channel->index_next;
+            channel->index_next = NULL;
+            return;
+        }
+    }
+}
+
+#ifdef LIBSSH2DEBUG
+/*
+ * The channel with local id 'channel_id' found by walking the session's
+ * channels and then the listeners' queues, as ssh2_channel_locate() did
+ * before the index: debug builds check the index against it
+ */
+static LIBSSH2_CHANNEL *channel_locate_by_walk(LIBSSH2_SESSION *session,
+                                               uint32_t channel_id)
 {
     LIBSSH2_CHANNEL *channel;
     LIBSSH2_LISTENER *l;
@@ -87,10 +138,6 @@ LIBSSH2_CHANNEL *ssh2_channel_locate(LIBSSH2_SESSION *session,
         if(channel->local.id == channel_id)
             return channel;
     }
-
-    /* We did not find the channel in the session, let us then check its
-       listeners since each listener may have its own set of pending
-       channels */
     for(l = ssh2_list_first(&session->listeners); l;
         l = ssh2_list_next(&l->node)) {
         for(channel = ssh2_list_first(&l->queue); channel;
@@ -99,8 +146,26 @@ LIBSSH2_CHANNEL *ssh2_channel_locate(LIBSSH2_SESSION *session,
                 return channel;
         }
     }
-
     return NULL;
+}
+#endif
+
+/*
+ * Locate a channel pointer by number: one in session->channels or in a
+ * listener's queue of channels not accepted yet
+ */
+LIBSSH2_CHANNEL *ssh2_channel_locate(LIBSSH2_SESSION *session,
+                                     uint32_t channel_id)
+{
+    LIBSSH2_CHANNEL *channel = *channel_index_bucket(session, channel_id);
+
+    while(channel && channel->local.id != channel_id)
+        channel = channel->index_next;
+
+#ifdef LIBSSH2DEBUG
+    assert(channel == channel_locate_by_walk(session, channel_id));
+#endif
+    return channel;
 }
 
 /*
@@ -164,6 +229,7 @@ LIBSSH2_CHANNEL *ssh2_channel_open(LIBSSH2_SESSION *session,
         session->open_channel->remote.packet_size = packet_size;
         session->open_channel->session = session;
 
+        ssh2_channel_index_add(session->open_channel);
         ssh2_list_add(&session->channels, &session->open_channel->node);
 
         s = session->open_packet =
@@ -305,6 +371,7 @@ channel_error:
         SSH2_FREE(session, session->open_channel->channel_type);
 
         ssh2_list_remove(&session->open_channel->node);
+        ssh2_channel_index_remove(session->open_channel);
 
         /* Clear out packets meant for this channel */
         ssh2_htonu32(channel_id, session->open_channel->local.id);
@@ -1631,11 +1698,13 @@ int ssh2_channel_flush(LIBSSH2_CHANNEL *channel, int streamid)
             packet = next;
         }
 
+        /* Once, with the packets: a window adjust that would block brings
+           us back here with the state created, and the packets gone */
+        channel->read_avail -= channel->flush_flush_bytes;
+        channel->remote.window_size -= (uint32_t)channel->flush_flush_bytes;
+
         channel->flush_state = ssh2_NB_state_created;
     }
-
-    channel->read_avail -= channel->flush_flush_bytes;
-    channel->remote.window_size -= (uint32_t)channel->flush_flush_bytes;
 
     if(channel->flush_refund_bytes) {
         int rc = ssh2_channel_receive_window_adjust(channel,
@@ -2447,40 +2516,48 @@ int libssh2_channel_send_eof(LIBSSH2_CHANNEL *channel)
 }
 
 /*
+ * Bytes of channel data (every stream) queued for 'channel' and not read yet.
+ *
+ * packet_add() adds each queued data packet's bytes to read_avail, and
+ * channel_read() and channel_flush() take off what they consume, so
+ * read_avail is that number without a walk of session->packets: callers
+ * that ask for every channel before they sleep (libssh2_channel_eof(),
+ * libssh2_channel_window_read_ex()) would otherwise cost channels times
+ * queued packets. Debug builds walk the queue as well and check the two
+ * agree.
+ */
+static size_t channel_queued_bytes(LIBSSH2_CHANNEL *channel)
+{
+#ifdef LIBSSH2DEBUG
+    size_t walked = 0;
+    struct packet *packet;
+
+    for(packet = ssh2_list_first(&channel->session->packets); packet;
+        packet = ssh2_list_next(&packet->node)) {
+        if(packet->data_len >= 5 &&
+           (packet->data[0] == SSH_MSG_CHANNEL_DATA ||
+            packet->data[0] == SSH_MSG_CHANNEL_EXTENDED_DATA) &&
+           ssh2_ntohu32(packet->data + 1) == channel->local.id)
+            walked += packet->data_len - packet->data_head;
+    }
+    assert(walked == channel->read_avail);
+#endif
+    return channel->read_avail;
+}
+
+/*
  * Read channel's eof status
  */
 int libssh2_channel_eof(LIBSSH2_CHANNEL *channel)
 {
-    LIBSSH2_SESSION *session;
-    struct packet *packet;
-    struct packet *next_packet;
-
     if(!channel)
         return LIBSSH2_ERROR_BAD_USE;
 
-    session = channel->session;
-    packet = ssh2_list_first(&session->packets);
-
-    while(packet) {
-
-        next_packet = ssh2_list_next(&packet->node);
-
-        if(packet->data_len < 1) {
-            packet = next_packet;
-            ssh2_deb((channel->session, LIBSSH2_TRACE_ERROR,
-                      "Unexpected packet length"));
-            continue;
-        }
-
-        if((packet->data[0] == SSH_MSG_CHANNEL_DATA ||
-            packet->data[0] == SSH_MSG_CHANNEL_EXTENDED_DATA) &&
-           (packet->data_len >= 5 &&
-            channel->local.id == ssh2_ntohu32(packet->data + 1))) {
-            /* There is data waiting to be read yet, mask the EOF status */
-            return 0;
-        }
-        packet = next_packet;
-    }
+    /* Data waiting to be read yet masks the EOF status. read_avail counts
+       the bytes of every data packet queued for this channel, and a queued
+       data packet always holds at least one: no need to walk the queue. */
+    if(channel_queued_bytes(channel))
+        return 0;
 
     return channel->remote.eof;
 }
@@ -2745,6 +2822,7 @@ int ssh2_channel_free(LIBSSH2_CHANNEL *channel)
 
     /* Unlink from channel list */
     ssh2_list_remove(&channel->node);
+    ssh2_channel_index_remove(channel);
 
     /*
      * Make sure all memory used in the state variables are free
@@ -2828,36 +2906,8 @@ unsigned long libssh2_channel_window_read_ex(
     if(window_size_initial)
         *window_size_initial = channel->remote.window_size_initial;
 
-    if(read_avail) {
-        size_t bytes_queued = 0;
-        struct packet *next_packet;
-        struct packet *packet = ssh2_list_first(&channel->session->packets);
-
-        while(packet) {
-            unsigned char packet_type;
-            next_packet = ssh2_list_next(&packet->node);
-
-            if(packet->data_len < 1) {
-                packet = next_packet;
-                ssh2_deb((channel->session, LIBSSH2_TRACE_ERROR,
-                          "Unexpected packet length"));
-                continue;
-            }
-
-            packet_type = packet->data[0];
-
-            if((packet_type == SSH_MSG_CHANNEL_DATA ||
-                packet_type == SSH_MSG_CHANNEL_EXTENDED_DATA) &&
-               (packet->data_len >= 5 &&
-                ssh2_ntohu32(packet->data + 1) == channel->local.id)) {
-                bytes_queued += packet->data_len - packet->data_head;
-            }
-
-            packet = next_packet;
-        }
-
-        *read_avail = (unsigned long)bytes_queued;
-    }
+    if(read_avail)
+        *read_avail = (unsigned long)channel_queued_bytes(channel);
 
     return channel->remote.window_size;
 }

@@ -99,6 +99,10 @@ uint32_t ssh2_channel_nextid(LIBSSH2_SESSION *session);
 LIBSSH2_CHANNEL *ssh2_channel_locate(LIBSSH2_SESSION *session,
                                      uint32_t channel_id);
 
+void ssh2_channel_index_add(LIBSSH2_CHANNEL *channel);
+
+void ssh2_channel_index_remove(LIBSSH2_CHANNEL *channel);
+
 size_t ssh2_channel_packet_data_len(LIBSSH2_CHANNEL *channel,
                                     int stream_id);
 

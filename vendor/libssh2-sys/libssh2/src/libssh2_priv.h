@@ -454,12 +454,20 @@ struct channel_data {
     char close, eof, extended_data_ignore_mode;
 };
 
+/* Buckets of the session's channel index: a power of two. Local channel ids
+   are handed out in sequence, so each bucket holds about one channel in this
+   many. */
+#define LIBSSH2_CHANNEL_INDEX_SIZE 256
+
 #if defined(__clang__) && __clang_major__ >= 13
 #pragma clang diagnostic push
 #pragma clang diagnostic ignored "-Wreserved-identifier"
 #endif
 struct _LIBSSH2_CHANNEL {
     struct list_node node;
+
+    /* next channel in its bucket of session->channel_index */
+    struct _LIBSSH2_CHANNEL *index_next;
 
     unsigned char *channel_type;
     size_t channel_type_len;
@@ -818,6 +826,10 @@ struct _LIBSSH2_SESSION {
 
     /* Active connection channels */
     struct list_head channels;
+
+    /* Every channel of 'channels' and of the listeners' queues, hashed by
+       local id (see ssh2_channel_index_add()) */
+    LIBSSH2_CHANNEL *channel_index[LIBSSH2_CHANNEL_INDEX_SIZE];
 
     uint32_t next_channel;
 

@@ -221,6 +221,7 @@ static SSH2_INLINE int packet_queue_listener(
 
                     /* Link the channel into the end of the queue list */
                     if(listen_state->channel) {
+                        ssh2_channel_index_add(listen_state->channel);
                         ssh2_list_add(&listn->queue,
                                       &listen_state->channel->node);
                         listn->queue_size++;
@@ -413,6 +414,7 @@ static SSH2_INLINE int packet_x11_open(
             }
 
             /* Link the channel into the session */
+            ssh2_channel_index_add(channel);
             ssh2_list_add(&session->channels, &channel->node);
 
             /*
@@ -573,6 +575,7 @@ static SSH2_INLINE int packet_authagent_open(
             }
 
             /* Link the channel into the session */
+            ssh2_channel_index_add(channel);
             ssh2_list_add(&session->channels, &channel->node);
 
             /* mess with stuff so we do not keep reading the same packet
