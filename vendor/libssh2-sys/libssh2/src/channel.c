@@ -2041,8 +2041,11 @@ static void channel_read_offer(LIBSSH2_CHANNEL *channel, int stream_id,
     size_t took;
     int count = 0;
 
+    /* read_avail: past the last of this channel's bytes there is nothing to
+       find (see ssh2_channel_read()) */
     for(pkt = ssh2_list_first(&session->packets);
-        pkt && count < READ_SINK_CHUNKS && offered < *buflen;
+        pkt && count < READ_SINK_CHUNKS && offered < *buflen &&
+        offered < channel->read_avail;
         pkt = ssh2_list_next(&pkt->node)) {
         if(channel_read_wants(channel, stream_id, pkt)) {
             size_t len = SSH2_MIN(pkt->data_len - pkt->data_head,
@@ -2124,8 +2127,14 @@ ssize_t ssh2_channel_read(LIBSSH2_CHANNEL *channel, int stream_id,
     if(session->read_sink && session->read_sink_armed)
         channel_read_offer(channel, stream_id, &buflen, &sunk);
 
+    /* channel->read_avail counts every byte queued for this channel (all its
+       streams; it is brought down after the loop): once that many are read
+       the rest of the queue holds nothing for it, and with none queued there
+       is no walk at all. With many channels the queue is mostly other
+       channels' packets, and a caller reads each channel in turn. */
     read_packet = ssh2_list_first(&session->packets);
-    while(read_packet && bytes_read < buflen) {
+    while(read_packet && bytes_read < buflen &&
+          bytes_read < channel->read_avail) {
         /* previously this loop condition also checked for
            !channel->remote.close but we cannot let it do this:
 
