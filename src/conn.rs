@@ -21,11 +21,14 @@ use crate::wake::{self, Targets};
 use crate::worker::{Down, Link, Up};
 
 /// A connection's first read buffer for target -> relay. Small, so that idle connections
-/// hold little; it grows to `READ_CHUNK` once a read fills it.
+/// hold little; each read that fills it grows it fourfold, up to `READ_CHUNK`.
 const FIRST_READ: usize = 8 * 1024;
-/// Bytes read from a busy target at once: two SSH packets' worth (libssh2 sends at most
-/// 32700 bytes per packet).
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read from a busy target at once: eight SSH packets' worth (libssh2 sends at most
+/// 32700 bytes per packet). Each read is a pass of the pump (a poll, a receive), so bigger
+/// reads cost less per byte: target -> relay CPU per GB with aes256-gcm, 8 interleaved
+/// rounds, 0.960 s at 64 KiB, 0.930 at 128 KiB, 0.870 at 256 KiB (`ssh -R` 0.992). Only a
+/// connection whose reads keep filling its buffer gets this big.
+const READ_CHUNK: usize = 256 * 1024;
 
 /// How often a back-pressured connection checks whether the relay closed its channel.
 const CLOSE_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -503,7 +506,7 @@ impl Conn {
     fn reuse_up_buf(&mut self, written: Outgoing) {
         let mut buf = written.buf;
         if written.grow {
-            buf.resize(READ_CHUNK, 0);
+            buf.resize((buf.len() * 4).min(READ_CHUNK), 0);
         }
         if buf.len() >= self.up_buf.len().max(FIRST_READ) {
             self.up_buf = buf;
