@@ -2284,51 +2284,12 @@ libssh2_session_channel_read_sink(LIBSSH2_SESSION *session,
  */
 size_t ssh2_channel_packet_data_len(LIBSSH2_CHANNEL *channel, int stream_id)
 {
-    LIBSSH2_SESSION *session = channel->session;
     struct packet *read_packet;
-    struct packet *next_packet;
-    uint32_t read_local_id;
 
-    read_packet = ssh2_list_first(&session->packets);
-    if(!read_packet)
-        return 0;
-
-    while(read_packet) {
-
-        next_packet = ssh2_list_next(&read_packet->node);
-
-        if(read_packet->data_len < 5) {
-            read_packet = next_packet;
-            ssh2_deb((channel->session, LIBSSH2_TRACE_ERROR,
-                      "Unexpected packet length"));
-            continue;
-        }
-
-        read_local_id = ssh2_ntohu32(read_packet->data + 1);
-
-        /*
-         * Either we asked for a specific extended data stream
-         * (and data was available),
-         * or the standard stream (and data was available),
-         * or the standard stream with extended_data_merge
-         * enabled and data was available
-         */
-        if((stream_id &&
-            read_packet->data[0] == SSH_MSG_CHANNEL_EXTENDED_DATA &&
-            channel->local.id == read_local_id &&
-            read_packet->data_len >= 9 &&
-            stream_id == (int)ssh2_ntohu32(read_packet->data + 5)) ||
-           (!stream_id &&
-            read_packet->data[0] == SSH_MSG_CHANNEL_DATA &&
-            channel->local.id == read_local_id) ||
-           (!stream_id &&
-            read_packet->data[0] == SSH_MSG_CHANNEL_EXTENDED_DATA &&
-            channel->local.id == read_local_id &&
-            channel->remote.extended_data_ignore_mode ==
-                LIBSSH2_CHANNEL_EXTENDED_DATA_MERGE))
+    for(read_packet = ssh2_list_first(&channel->session->packets);
+        read_packet; read_packet = ssh2_list_next(&read_packet->node)) {
+        if(channel_read_wants(channel, stream_id, read_packet))
             return read_packet->data_len - read_packet->data_head;
-
-        read_packet = next_packet;
     }
 
     return 0;
