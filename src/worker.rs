@@ -20,8 +20,9 @@ use crate::net;
 use crate::pool::Pool;
 use crate::wake::Waker;
 
-/// Buffers queued relay -> target per connection: with the pump's 64 KiB reads this
-/// bounds what flytube holds for one slow target to about 4 x 64 KiB.
+/// Buffers queued relay -> target per connection: with the pump's reads of up to 256 KiB
+/// (`pump.rs` `SCRATCH`) this bounds what flytube holds for one slow target to about
+/// 4 x 256 KiB.
 pub const QUEUE_DEPTH: usize = 4;
 
 /// How long a writer started for a stalled target waits for more before it gives its
