@@ -158,6 +158,9 @@ pub struct LimitsConfig {
     /// How long a dynamic-forward client has for its SOCKS / HTTP CONNECT handshake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake_timeout_secs: Option<u64>,
+    /// How long the pump may poll, without sleeping, before it sleeps; 0 = never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_poll_us: Option<u64>,
 }
 
 /// `log:`

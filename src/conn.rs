@@ -130,6 +130,8 @@ pub struct Conn {
     target_hung_up: bool,
     /// This connection's slot in the pump's last poll, if it was watched.
     poll_slot: Option<usize>,
+    /// Data went to the target and no answer has been read since (for busy polling).
+    awaiting_answer: bool,
     target_eof: bool,
     eof_sent: bool,
     /// Relay -> target: messages the full queue did not take yet.
@@ -171,6 +173,7 @@ impl Conn {
             target_readable: false,
             target_hung_up: false,
             poll_slot: None,
+            awaiting_answer: false,
             target_eof: false,
             eof_sent: false,
             stash: VecDeque::new(),
@@ -283,6 +286,12 @@ impl Conn {
         {
             self.poll_slot = Some(targets.watch(target));
         }
+    }
+
+    /// True when data went to the target and its answer is still to come: what the pump
+    /// waits for is then most likely the target (busy_poll.rs).
+    pub fn awaiting_answer(&self) -> bool {
+        self.awaiting_answer && !self.target_readable && self.wants_target_read()
     }
 
     /// Takes the poll's answer for the target socket.
@@ -469,6 +478,7 @@ impl Conn {
         // announced; otherwise most likely drained: let poll say when there is more.
         self.target_readable =
             matches!(read, Ok(n) if n == buf.len() || (n > 0 && self.target_hung_up));
+        self.awaiting_answer &= read.is_err();
         match read {
             Ok(0) => match self.link.writer_error() {
                 // EOF because the writer failed and shut the socket.
@@ -574,6 +584,7 @@ impl Conn {
                 step.inbound = true;
                 self.bytes_down += n as u64;
                 self.last_activity = Instant::now();
+                self.awaiting_answer |= sent > 0;
                 // What the target did not take, copied into the read buffer: the writer's.
                 let copied = n - sent;
                 if copied > 0 && !self.is_closing() {

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod backoff;
+pub mod busy_poll;
 pub mod cert;
 pub mod check;
 pub mod cli;

@@ -141,6 +141,7 @@ extern "C" fn gated_recv(
 
 thread_local! {
     static SENDS: Cell<u64> = const { Cell::new(0) };
+    static SENT: Cell<u64> = const { Cell::new(0) };
     static RECEIVED: Cell<u64> = const { Cell::new(0) };
     static RECEIVED_AT_SEND: Cell<u64> = const { Cell::new(0) };
 }
@@ -149,6 +150,11 @@ thread_local! {
 /// (the pump's: a pass that sent anything carried the ACK the relay is owed with it).
 pub fn sends() -> u64 {
     SENDS.with(Cell::get)
+}
+
+/// Bytes this thread's libssh2 sessions have sent (the pump's).
+pub fn sent() -> u64 {
+    SENT.with(Cell::get)
 }
 
 /// Bytes this thread's libssh2 sessions have received (the pump's: small input is a
@@ -181,6 +187,7 @@ extern "C" fn counted_send(
     }
     if rc > 0 {
         SENDS.with(|n| n.set(n.get() + 1));
+        SENT.with(|n| n.set(n.get() + rc as u64));
         RECEIVED_AT_SEND.with(|at| at.set(received()));
     }
     rc

@@ -74,6 +74,15 @@ fn encode_session(state: &State, encoder: &mut DescriptorEncoder) -> std::fmt::R
         None,
         counter.metric_type(),
     )?)?;
+    let mut polls = counter_family(
+        encoder,
+        "flytube_busy_polls",
+        "Polls without sleeping before a sleep (limits.busy_poll_us), by outcome",
+    )?;
+    let (answered, ran_out) = state.busy_polls();
+    for (outcome, n) in [("answered", answered), ("ran_out", ran_out)] {
+        ConstCounter::new(n).encode(polls.encode_family(&[("outcome", outcome)])?)?;
+    }
     gauge(
         encoder,
         "flytube_last_relay_input_seconds",
@@ -223,6 +232,8 @@ mod tests {
             "flytube_bytes_total{forward=\"localhost:8443\",direction=\"to_target\"} 100",
             "flytube_bytes_total{forward=\"localhost:8443\",direction=\"from_target\"} 7",
             "flytube_reconnects_total 0",
+            "flytube_busy_polls_total{outcome=\"answered\"} 0",
+            "flytube_busy_polls_total{outcome=\"ran_out\"} 0",
             "flytube_last_relay_input_seconds",
             "flytube_certificate_expiry_timestamp_seconds 0",
             "flytube_build_info{version=",

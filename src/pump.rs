@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
+use crate::busy_poll;
 use crate::conn::{Conn, is_session_fatal};
 use crate::forward::ForwardSpec;
 use crate::forward::{Via, join_host_port};
@@ -126,6 +127,10 @@ pub struct Pump<'a> {
     pool: Pool,
     next_id: &'a mut u64,
     scratch: Vec<u8>,
+    /// How long to poll without sleeping before each sleep, per kind of wait.
+    busy_poll: busy_poll::Governor,
+    /// Relay bytes received and sent as of the last sleep (bulk traffic is not polled for).
+    moved_at_sleep: u64,
     /// Target sockets of the next poll.
     targets: Targets,
     /// Connections counted as active in the metrics, so each is counted out once.
@@ -177,6 +182,8 @@ impl<'a> Pump<'a> {
     /// Prepares the pump for a fresh session.
     pub fn new(parts: PumpParts<'a>) -> Pump<'a> {
         let settings = parts.settings;
+        let busy_poll =
+            busy_poll::Governor::new(busy_poll::effective_limit(settings.limits.busy_poll));
         let states = parts.state.forwards();
         let slots = settings
             .forwards
@@ -204,6 +211,8 @@ impl<'a> Pump<'a> {
             pool: parts.pool,
             next_id: parts.next_id,
             scratch: vec![0u8; SCRATCH],
+            busy_poll,
+            moved_at_sleep: 0,
             targets: Targets::default(),
             counted: HashSet::new(),
             origins: HashMap::new(),
@@ -328,12 +337,67 @@ impl<'a> Pump<'a> {
             write: pass.wants_write,
         };
         self.watch_targets();
-        let ready = self.wait(self.socket.as_raw_fd(), interest, timeout)?;
+        let kind = if self.conns.iter().any(Conn::awaiting_answer) {
+            busy_poll::Wait::Answer
+        } else {
+            busy_poll::Wait::Other
+        };
+        // Bulk traffic: no polling, and nothing learnt.
+        let moved = libssh2::received() + libssh2::sent();
+        let bulk = self
+            .busy_poll
+            .moved(moved.saturating_sub(self.moved_at_sleep));
+        self.moved_at_sleep = moved;
+        let window = match bulk {
+            true => Duration::ZERO,
+            false => self.busy_poll.window(kind).min(timeout),
+        };
+        let idle_since = Instant::now();
+        let polled = match window.is_zero() {
+            true => None,
+            false => self.busy_poll(interest, idle_since + window)?,
+        };
+        let caught = polled.is_some();
+        let ready = match polled {
+            Some(ready) => ready,
+            None => self.wait(self.socket.as_raw_fd(), interest, timeout)?,
+        };
+        let idle = idle_since.elapsed();
+        // A wait that a timer ended says nothing about the peers, unless it was long.
+        if !bulk && (ready.any || self.busy_poll.telling(idle)) {
+            self.busy_poll.record(kind, idle, caught);
+        }
         if ready.socket_readable {
             self.liveness.touch();
             self.state.touch_relay_input();
         }
         Ok(ready.woken)
+    }
+
+    /// Polls without sleeping until something is ready (returns what) or `until` passes
+    /// (returns `None`, and the pump sleeps as usual). The targets to watch are in place.
+    fn busy_poll(
+        &mut self,
+        interest: Interest,
+        until: Instant,
+    ) -> std::io::Result<Option<wake::Readiness>> {
+        loop {
+            let ready = self.wait(self.socket.as_raw_fd(), interest, Duration::ZERO)?;
+            if ready.any {
+                self.state.count_busy_poll(true);
+                return Ok(Some(ready));
+            }
+            // The wait took each connection's poll slot: watch again, for the next poll
+            // here or the sleeping one.
+            self.watch_targets();
+            if Instant::now() >= until {
+                self.state.count_busy_poll(false);
+                return Ok(None);
+            }
+            // A yield, not a bare spin: a peer our send just woke may be queued on this
+            // CPU (busy_poll.rs).
+            std::thread::yield_now();
+        }
     }
 
     /// libssh2 has a packet half-sent and read nothing since the socket was last seen
@@ -977,6 +1041,7 @@ impl<'a> Pump<'a> {
         let live = self.slots.iter().filter(|s| !s.retired);
         self.state
             .set_forwards(live.map(|s| s.state.clone()).collect());
+        self.busy_poll = busy_poll::Governor::new(busy_poll::effective_limit(new.limits.busy_poll));
         self.settings = new;
         self.request_due_forwards()?;
         Ok(false)

@@ -377,6 +377,16 @@ fn secs(
     duration(what, value, default, allowed, Duration::from_secs)
 }
 
+/// A microseconds setting: `default` when unset, else checked against `allowed`.
+fn micros(
+    what: &str,
+    value: Option<u64>,
+    default: Duration,
+    allowed: std::ops::RangeInclusive<u64>,
+) -> Result<Duration> {
+    duration(what, value, default, allowed, Duration::from_micros)
+}
+
 /// A milliseconds setting: `default` when unset, else checked against `allowed`.
 fn millis(
     what: &str,

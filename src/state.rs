@@ -161,6 +161,8 @@ pub struct State {
     session_up: AtomicBool,
     ever_ready: AtomicBool,
     reconnects: AtomicU64,
+    /// Busy polls that found the answer, and those that ran out and slept.
+    busy_polls: [AtomicU64; 2],
     last_relay_input_ms: AtomicU64,
     certificate_expiry: AtomicI64,
     stopping: AtomicBool,
@@ -179,6 +181,7 @@ impl State {
             session_up: AtomicBool::new(false),
             ever_ready: AtomicBool::new(false),
             reconnects: AtomicU64::new(0),
+            busy_polls: [AtomicU64::new(0), AtomicU64::new(0)],
             last_relay_input_ms: AtomicU64::new(0),
             certificate_expiry: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
@@ -251,6 +254,20 @@ impl State {
     /// Reconnects so far.
     pub fn reconnects(&self) -> u64 {
         self.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// One more busy poll for a target's answer: `answered` if something became ready
+    /// within the limit, else the pump went to sleep after it.
+    pub fn count_busy_poll(&self, answered: bool) {
+        self.busy_polls[usize::from(!answered)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Busy polls so far: (answered, ran out).
+    pub fn busy_polls(&self) -> (u64, u64) {
+        (
+            self.busy_polls[0].load(Ordering::Relaxed),
+            self.busy_polls[1].load(Ordering::Relaxed),
+        )
     }
 
     /// The relay sent something just now (called at most once per pump wake-up).

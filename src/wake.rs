@@ -94,6 +94,8 @@ pub struct Readiness {
     pub socket_readable: bool,
     /// A copy thread or the signal handler rang.
     pub woken: bool,
+    /// Any watched descriptor was ready.
+    pub any: bool,
 }
 
 /// Target sockets the pump wants to read, for `wait` to watch beside the relay socket.
@@ -221,6 +223,7 @@ pub fn wait(
     Ok(Readiness {
         socket_readable: socket >= 0 && relay & (libc::POLLIN | bad) != 0,
         woken,
+        any: rc > 0,
     })
 }
 

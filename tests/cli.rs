@@ -225,6 +225,13 @@ fn yaml_errors_name_the_line_and_key() {
         78,
         &["forwards[0].source_port 70000"],
     );
+    let busy = f.write("busy.yaml", "limits:\n  busy_poll_us: 5000\n");
+    expect_error(
+        with(f.base(), &["-c", &busy, "-R", "1:h:2"]),
+        &[],
+        78,
+        &["limits.busy_poll_us 5000", "0-1000"],
+    );
     let level = f.write("level.yaml", "log:\n  level: loud\n");
     expect_error(
         with(f.base(), &["-c", &level, "-R", "1:h:2"]),
@@ -374,6 +381,7 @@ fn example_config_parses_and_is_complete() {
         "target_connect_timeout_secs",
         "idle_timeout_secs",
         "drain_timeout_secs",
+        "busy_poll_us",
         "ciphers",
         "log",
         "level",

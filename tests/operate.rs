@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -503,4 +504,61 @@ fn byte_counters_move_while_a_connection_is_open() {
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(c);
+}
+
+/// Small round trips through a tunnel whose settings file is `settings`; returns the
+/// busy-poll counters (answered, ran out) from the metrics.
+fn busy_polls_after_round_trips(relay: &Relay, settings: &str, round_trips: usize) -> (u64, u64) {
+    let echo = Target::echo();
+    let source = free_port();
+    let metrics_port = free_port();
+    let config = relay.write(&format!("busy-{metrics_port}.yaml"), settings);
+    let mut args = relay.args();
+    args.extend(forward(source, echo.port));
+    args.extend([
+        "-c".to_string(),
+        config,
+        "--metrics-listen".to_string(),
+        format!("127.0.0.1:{metrics_port}"),
+    ]);
+    let flytube = Flytube::start(&args);
+    flytube.wait_for("serving", READY);
+    let mut client = connect(source);
+    client.set_nodelay(true).unwrap();
+    let mut answer = [0u8; 64];
+    for i in 0..round_trips {
+        let message = [i as u8; 64];
+        client.write_all(&message).unwrap();
+        client.read_exact(&mut answer).unwrap();
+        assert_eq!(answer, message, "round trip {i} came back different");
+    }
+    drop(client);
+    flytube.wait_for("closed: forward", Duration::from_secs(5));
+    let text = get(metrics_port, "/metrics").1;
+    let count = |outcome: &str| {
+        let series = format!("flytube_busy_polls_total{{outcome=\"{outcome}\"}}");
+        metric(&text, &series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    (count("answered"), count("ran_out"))
+}
+
+#[test]
+fn busy_polling_waits_for_a_fast_target_and_can_be_turned_off() {
+    let relay = Relay::start();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (answered, ran_out) =
+        busy_polls_after_round_trips(&relay, "limits:\n  busy_poll_us: 1000\n", 300);
+    if cpus >= 2 {
+        // The echo target answers within microseconds: most round trips find the answer
+        // while polling (a loaded machine may make some run out).
+        assert!(
+            answered >= 30,
+            "{answered} answered, {ran_out} ran out, of 300 round trips"
+        );
+    } else {
+        assert_eq!((answered, ran_out), (0, 0), "busy polling with {cpus} CPU");
+    }
+    eprintln!("busy_poll_us 1000, {cpus} CPUs: {answered} answered, {ran_out} ran out");
+    let off = busy_polls_after_round_trips(&relay, "limits:\n  busy_poll_us: 0\n", 300);
+    assert_eq!(off, (0, 0), "busy_poll_us: 0 must always sleep");
 }

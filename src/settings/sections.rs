@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    PASSPHRASE_ENV, Secret, check_key_permissions, check_readable, config_error, in_range, millis,
-    read_file, secs,
+    PASSPHRASE_ENV, Secret, check_key_permissions, check_readable, config_error, in_range, micros,
+    millis, read_file, secs,
 };
 use crate::cli::Options;
 use crate::config::{
@@ -374,6 +374,9 @@ pub struct LimitsSettings {
     pub idle_timeout: Option<Duration>,
     /// How long in-flight connections may finish after SIGTERM.
     pub drain_timeout: Duration,
+    /// How long the pump may poll, without sleeping, before it sleeps (busy_poll.rs);
+    /// zero: never.
+    pub busy_poll: Duration,
 }
 
 impl LimitsSettings {
@@ -413,6 +416,12 @@ impl LimitsSettings {
                 DEFAULT_DRAIN_TIMEOUT,
                 0..=3600,
             )?,
+            busy_poll: micros(
+                "limits.busy_poll_us",
+                file.busy_poll_us,
+                crate::busy_poll::DEFAULT_LIMIT,
+                0..=crate::busy_poll::MAX_LIMIT_US,
+            )?,
         })
     }
 
@@ -423,6 +432,7 @@ impl LimitsSettings {
             idle_timeout_secs: Some(self.idle_timeout.map_or(0, |d| d.as_secs())),
             drain_timeout_secs: Some(self.drain_timeout.as_secs()),
             handshake_timeout_secs: Some(self.handshake_timeout.as_secs()),
+            busy_poll_us: Some(self.busy_poll.as_micros() as u64),
         }
     }
 }
