@@ -6,8 +6,8 @@
 //! a context switch and often an inter-processor interrupt, and for small messages between
 //! near peers those costs are most of flytube's part of the round trip. A pump that polls
 //! through the short gaps stays on its CPU and leaves the other one to its peers, and the
-//! whole exchange gets faster. `ssh -R` always sleeps. Measured on a 2-CPU VM
-//! (docs/performance.md): see the busy-polling section there.
+//! whole exchange gets faster. `ssh -R` always sleeps. Measured on a 2-CPU VM: see
+//! "What changed in the tenth session" in docs/performance.md.
 //!
 //! What it costs is CPU while small messages flow, so it is bounded:
 //! - a poll never lasts longer than `limits.busy_poll_us`;
@@ -59,6 +59,8 @@ pub struct Governor {
     near: [bool; 2],
     /// Relay bytes moved per wake-up, a moving average.
     per_wake: u64,
+    /// Relay bytes moved in all, as of the last sleep.
+    moved_at_sleep: u64,
 }
 
 impl Governor {
@@ -68,19 +70,23 @@ impl Governor {
             limit,
             near: [false; 2],
             per_wake: 0,
+            moved_at_sleep: 0,
         }
     }
 
-    /// The pump moved `bytes` to and from the relay since it last slept; true when the
-    /// traffic is bulk (then it should not poll, and the wait says nothing).
-    pub fn moved(&mut self, bytes: u64) -> bool {
-        self.per_wake = (self.per_wake * 3 + bytes) / 4;
-        self.per_wake > BULK_BYTES
+    /// True when the limit is zero: the pump always sleeps.
+    pub fn is_off(&self) -> bool {
+        self.limit.is_zero()
     }
 
-    /// The most a poll may last.
-    pub fn limit(&self) -> Duration {
-        self.limit
+    /// The pump is about to sleep, having moved `total` bytes to and from the relay in
+    /// all; true when the traffic is bulk (then it should not poll, and the wait says
+    /// nothing).
+    pub fn moved(&mut self, total: u64) -> bool {
+        let bytes = total.saturating_sub(self.moved_at_sleep);
+        self.moved_at_sleep = total;
+        self.per_wake = (self.per_wake * 3 + bytes) / 4;
+        self.per_wake > BULK_BYTES
     }
 
     /// How long to poll before sleeping, for a wait of this kind.
@@ -145,16 +151,22 @@ mod tests {
     #[test]
     fn bulk_is_told_from_small_messages_by_bytes_per_wake_up() {
         let mut g = Governor::new(LIMIT);
+        // `moved` takes the running total; each step below adds one wake-up's bytes.
+        let mut total = 0;
+        let mut wake_up = |g: &mut Governor, bytes: u64| {
+            total += bytes;
+            g.moved(total)
+        };
         for _ in 0..20 {
-            assert!(!g.moved(200), "200-byte messages are not bulk");
+            assert!(!wake_up(&mut g, 200), "200-byte messages are not bulk");
         }
         let mut wakes = 0;
-        while !g.moved(64 * 1024) {
+        while !wake_up(&mut g, 64 * 1024) {
             wakes += 1;
             assert!(wakes < 3, "64 KiB per wake-up not bulk after {wakes}");
         }
         let mut wakes = 0;
-        while g.moved(100) {
+        while wake_up(&mut g, 100) {
             wakes += 1;
             assert!(wakes < 10, "still bulk after {wakes} small wake-ups");
         }
@@ -163,6 +175,7 @@ mod tests {
     #[test]
     fn a_zero_limit_never_polls() {
         let mut g = Governor::new(Duration::ZERO);
+        assert!(g.is_off());
         g.record(Wait::Answer, Duration::ZERO, true);
         assert_eq!(g.window(Wait::Answer), Duration::ZERO);
         assert_eq!(effective_limit(Duration::ZERO), Duration::ZERO);

@@ -129,8 +129,6 @@ pub struct Pump<'a> {
     scratch: Vec<u8>,
     /// How long to poll without sleeping before each sleep, per kind of wait.
     busy_poll: busy_poll::Governor,
-    /// Relay bytes received and sent as of the last sleep (bulk traffic is not polled for).
-    moved_at_sleep: u64,
     /// Target sockets of the next poll.
     targets: Targets,
     /// Connections counted as active in the metrics, so each is counted out once.
@@ -212,7 +210,6 @@ impl<'a> Pump<'a> {
             next_id: parts.next_id,
             scratch: vec![0u8; SCRATCH],
             busy_poll,
-            moved_at_sleep: 0,
             targets: Targets::default(),
             counted: HashSet::new(),
             origins: HashMap::new(),
@@ -337,17 +334,31 @@ impl<'a> Pump<'a> {
             write: pass.wants_write,
         };
         self.watch_targets();
+        let ready = match self.busy_poll.is_off() {
+            true => self.wait(self.socket.as_raw_fd(), interest, timeout)?,
+            false => self.poll_then_wait(interest, timeout)?,
+        };
+        if ready.socket_readable {
+            self.liveness.touch();
+            self.state.touch_relay_input();
+        }
+        Ok(ready.woken)
+    }
+
+    /// The wait of `sleep` with busy polling on: polls first when the governor says it
+    /// pays, then sleeps if nothing came, and tells the governor how the wait went.
+    fn poll_then_wait(
+        &mut self,
+        interest: Interest,
+        timeout: Duration,
+    ) -> std::io::Result<wake::Readiness> {
         let kind = if self.conns.iter().any(Conn::awaiting_answer) {
             busy_poll::Wait::Answer
         } else {
             busy_poll::Wait::Other
         };
         // Bulk traffic: no polling, and nothing learnt.
-        let moved = libssh2::received() + libssh2::sent();
-        let bulk = self
-            .busy_poll
-            .moved(moved.saturating_sub(self.moved_at_sleep));
-        self.moved_at_sleep = moved;
+        let bulk = self.busy_poll.moved(libssh2::received() + libssh2::sent());
         let window = match bulk {
             true => Duration::ZERO,
             false => self.busy_poll.window(kind).min(timeout),
@@ -367,11 +378,7 @@ impl<'a> Pump<'a> {
         if !bulk && (ready.any || self.busy_poll.telling(idle)) {
             self.busy_poll.record(kind, idle, caught);
         }
-        if ready.socket_readable {
-            self.liveness.touch();
-            self.state.touch_relay_input();
-        }
-        Ok(ready.woken)
+        Ok(ready)
     }
 
     /// Polls without sleeping until something is ready (returns what) or `until` passes

@@ -256,8 +256,8 @@ impl State {
         self.reconnects.load(Ordering::Relaxed)
     }
 
-    /// One more busy poll for a target's answer: `answered` if something became ready
-    /// within the limit, else the pump went to sleep after it.
+    /// One more busy poll before a sleep: `answered` if something became ready within
+    /// the limit, else the pump went to sleep after it.
     pub fn count_busy_poll(&self, answered: bool) {
         self.busy_polls[usize::from(!answered)].fetch_add(1, Ordering::Relaxed);
     }
