@@ -77,46 +77,49 @@ impl Relay {
         sign(&dir.join("ca"), &dir.join("id_ed25519"), &user, "-5m:+52w");
         std::fs::write(dir.join("authorized_keys"), "").unwrap();
         let _ = std::fs::create_dir_all("/run/sshd");
+        // A port free a moment ago can be taken before sshd binds it (by another test's
+        // listener on port 0): then sshd fails to bind and the port answers with someone
+        // else's server. Only the relay's own host key proves the port is its own.
         let port = free_port();
-        // `extra` comes first: sshd takes the first value of each keyword, so a test can
-        // override any default below (AllowTcpForwarding yes, LogLevel DEBUG1, ...).
-        let config = format!(
-            "{extra}\n\
-             ListenAddress 127.0.0.1:{port}\n\
-             HostKey {dir}/host_ed25519\n\
-             PidFile {dir}/sshd.pid\n\
-             TrustedUserCAKeys {dir}/ca.pub\n\
-             AuthorizedKeysFile {dir}/authorized_keys\n\
-             StrictModes no\n\
-             UsePAM no\n\
-             PasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\n\
-             PermitRootLogin prohibit-password\n\
-             AllowTcpForwarding remote\n\
-             GatewayPorts no\n\
-             MaxStartups 100:30:200\n\
-             LogLevel {level}\n",
-            dir = dir.0.display(),
-            level =
-                std::env::var("FLYTUBE_TEST_SSHD_LOGLEVEL").unwrap_or_else(|_| "VERBOSE".into())
-        );
-        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        write_config(&dir, port, extra);
         let sshd = spawn_sshd(&dir);
-        let relay = Relay {
+        let mut relay = Relay {
             dir,
             port,
             user,
             sshd,
         };
-        relay.wait_listening();
-        relay
+        for _ in 0..5 {
+            if relay.wait_listening(0) {
+                return relay;
+            }
+            relay.stop();
+            relay.port = free_port();
+            write_config(&relay.dir, relay.port, extra);
+            relay.sshd = spawn_sshd(&relay.dir);
+        }
+        panic!("sshd could not get a port of its own: {}", relay.log());
     }
 
-    fn wait_listening(&self) {
+    /// How many times sshd has said it listens on the relay's port (the log is kept
+    /// across restarts).
+    fn times_listening(&self) -> usize {
+        let said = format!("Server listening on 127.0.0.1 port {}.", self.port);
+        self.log().matches(&said).count()
+    }
+
+    /// Waits until this relay's sshd says it listens on its port (once more than `before`
+    /// times): true then, false if it exited first (the port was taken). A connection to
+    /// the port proves nothing: another server may hold it. sshd says so at LogLevel
+    /// VERBOSE and above (the fixture's).
+    fn wait_listening(&mut self, before: usize) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+            if self.times_listening() > before {
+                return true;
+            }
+            if !self.sshd.running() {
+                return false;
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -199,8 +202,13 @@ impl Relay {
     /// Starts sshd again with the same keys, config and port.
     pub fn restart(&mut self) -> &mut Relay {
         self.stop();
+        let before = self.times_listening();
         self.sshd = spawn_sshd(&self.dir);
-        self.wait_listening();
+        assert!(
+            self.wait_listening(before),
+            "port {} was taken while the relay was down",
+            self.port
+        );
         self
     }
 }
@@ -209,6 +217,32 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.kill_all();
     }
+}
+
+/// Writes the relay's sshd_config for `port`, with `extra` lines first.
+fn write_config(dir: &TempDir, port: u16, extra: &str) {
+    // `extra` comes first: sshd takes the first value of each keyword, so a test can
+    // override any default below (AllowTcpForwarding yes, LogLevel DEBUG1, ...).
+    let config = format!(
+        "{extra}\n\
+         ListenAddress 127.0.0.1:{port}\n\
+         HostKey {dir}/host_ed25519\n\
+         PidFile {dir}/sshd.pid\n\
+         TrustedUserCAKeys {dir}/ca.pub\n\
+         AuthorizedKeysFile {dir}/authorized_keys\n\
+         StrictModes no\n\
+         UsePAM no\n\
+         PasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\n\
+         PermitRootLogin prohibit-password\n\
+         AllowTcpForwarding remote\n\
+         GatewayPorts no\n\
+         MaxStartups 100:30:200\n\
+         LogLevel {level}\n",
+        dir = dir.0.display(),
+        level = std::env::var("FLYTUBE_TEST_SSHD_LOGLEVEL").unwrap_or_else(|_| "VERBOSE".into())
+    );
+    std::fs::write(dir.join("sshd_config"), config).unwrap();
 }
 
 /// sshd in the foreground on the config in `dir`, logging to `dir`/sshd.log.
