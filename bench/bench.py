@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -541,7 +542,13 @@ def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, 
             argv += ["--proxy", f"http://{HOST}:{proxy_port}"]
         for f in fwds:
             argv += ["-R", f]
+        # Metrics on loopback, to read the busy-poll counters after a run.
+        metrics_port = free_port()
+        while metrics_port in (src_iperf, src_echo) or metrics_port in extra.values():
+            metrics_port = free_port()
+        argv += ["--metrics-listen", f"{HOST}:{metrics_port}"]
     else:
+        metrics_port = None
         argv = ["ssh", "-N", "-F", "/dev/null", "-o", "ExitOnForwardFailure=yes",
                 "-o", f"Ciphers={cipher}", "-o", f"UserKnownHostsFile={kh}",
                 "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
@@ -559,6 +566,7 @@ def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, 
     p = procs.start(tag, argv, stderr=logf, stdout=logf, env=env)
     logf.close()
     c = Connector(kind, p, logpath, src_iperf, src_echo, extra)
+    c.metrics_port = metrics_port
     # Wait until each forward port accepts connections; the echo one must echo.
     deadline = time.monotonic() + 30
     while True:
@@ -591,6 +599,23 @@ def start_connector(procs, kind, args, d, relay_port, user, cipher, iperf_port, 
 # --------------------------------------------------------------------------------------
 # Measurements
 # --------------------------------------------------------------------------------------
+
+def busy_polls(c):
+    """flytube's busy-poll counters by outcome, from its metrics ({} for `ssh -R`)."""
+    if not getattr(c, "metrics_port", None):
+        return {}
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{c.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    got = {}
+    for line in text.splitlines():
+        m = re.match(r'flytube_busy_polls_total\{outcome="(\w+)"\} (\d+)', line)
+        if m:
+            got[m.group(1)] = int(m.group(2))
+    return got
+
 
 def recv_exact(s, n):
     out = bytearray()
@@ -1461,6 +1486,10 @@ def main(argv):
                 running.append((kind, c, measure(ctx, c, cipher, results[(cipher, kind)])))
             interleave(running, cipher, notes)
             for kind, c, _ in running:
+                polls = busy_polls(c)
+                if polls:
+                    notes.append(f"flytube ({cipher}): busy polls "
+                                 + ", ".join(f"{k} {v}" for k, v in polls.items()))
                 t_stop = time.monotonic()
                 rc = procs.stop(c.proc)
                 t_stop = time.monotonic() - t_stop

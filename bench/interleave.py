@@ -150,6 +150,10 @@ def main(argv):
                       for n in names[:-1]]
             print(" | ".join([key] + [f"{m:.3f}" if m < 10 else f"{m:.0f}" for m in meds]
                              + ratios + paired))
+        for name, c in connectors:
+            polls = bench.busy_polls(c)
+            if polls:
+                print(f"{name}: busy polls " + ", ".join(f"{k} {v}" for k, v in polls.items()))
     finally:
         procs.stop_all()
         shutil.rmtree(d, ignore_errors=True)
