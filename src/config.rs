@@ -161,6 +161,10 @@ pub struct LimitsConfig {
     /// How long the pump may poll, without sleeping, before it sleeps; 0 = never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub busy_poll_us: Option<u64>,
+    /// Most relay data held for targets that do not keep up, in MiB, before flytube stops
+    /// reading the relay until they take some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued_mib: Option<u64>,
 }
 
 /// `log:`

@@ -251,6 +251,15 @@ impl Conn {
             && self.channel.read_window().available == 0
     }
 
+    /// Relay data this connection holds for its target: queued in libssh2 (not yet read
+    /// from the channel), in the stash, and given to the writer but not yet written.
+    pub fn held_for_target(&self) -> u64 {
+        let stashed: usize = self.stash.iter().map(Down::bytes).sum();
+        u64::from(self.channel.read_window().available)
+            + stashed as u64
+            + self.link.unwritten_bytes()
+    }
+
     /// True when the target side is full and this channel is not being read.
     pub fn is_back_pressured(&self) -> bool {
         !self.is_closing() && !self.stash.is_empty() && self.in_flight.is_none()

@@ -5,7 +5,8 @@
 //! - The pump counts a message as `unwritten` before the writer can see it; the writer
 //!   uncounts it once written (or taken by the dynamic-forward handshake). Zero unwritten
 //!   means the socket has everything queued so far, so the pump may send directly without
-//!   reordering bytes.
+//!   reordering bytes. The bytes are counted alike: what the connection holds on its way
+//!   to the target, which the pump keeps under `limits.max_queued_mib` for all of them.
 //! - Before queueing, the pump marks the queue `stalled`; the writer clears the mark when
 //!   it takes a message and then rings the pump, so a full queue never leaves the pump
 //!   asleep with data to deliver.
@@ -24,7 +25,7 @@
 //!   moment, and the reader then reports a plain EOF which the pump turns into the
 //!   writer's error.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -36,6 +37,7 @@ use crate::wake::Waker;
 pub struct Downstream<W = ()> {
     stalled: AtomicBool,
     unwritten: AtomicI64,
+    unwritten_bytes: AtomicU64,
     error: Mutex<Option<String>>,
     bell: Mutex<Bell<W>>,
     rung: Condvar,
@@ -46,6 +48,7 @@ impl<W> Default for Downstream<W> {
         Downstream {
             stalled: AtomicBool::new(false),
             unwritten: AtomicI64::new(0),
+            unwritten_bytes: AtomicU64::new(0),
             error: Mutex::new(None),
             bell: Mutex::new(Bell {
                 rung: false,
@@ -83,10 +86,13 @@ pub enum Woken {
 }
 
 impl<W> Downstream<W> {
-    /// Pump: a message is about to be queued (counted, and the queue marked stalled).
-    pub fn queueing(&self) {
+    /// Pump: a message of `bytes` is about to be queued (counted, and the queue marked
+    /// stalled).
+    pub fn queueing(&self, bytes: usize) {
         self.stalled.store(true, Ordering::SeqCst);
         self.unwritten.fetch_add(1, Ordering::SeqCst);
+        self.unwritten_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Pump: the message was queued; the queue is not stalled. Rings the writer; when no
@@ -179,14 +185,22 @@ impl<W> Downstream<W> {
         sync::lock(&self.bell)
     }
 
-    /// Pump: the queue was full; the message stays with the pump (still marked stalled).
-    pub fn not_queued(&self) {
+    /// Pump: the queue was full; the message of `bytes` stays with the pump (still marked
+    /// stalled).
+    pub fn not_queued(&self, bytes: usize) {
         self.unwritten.fetch_sub(1, Ordering::SeqCst);
+        self.unwritten_bytes
+            .fetch_sub(bytes as u64, Ordering::Relaxed);
     }
 
     /// Pump: nothing queued is left unwritten, so a direct send keeps the order.
     pub fn idle(&self) -> bool {
         self.unwritten.load(Ordering::SeqCst) == 0
+    }
+
+    /// Pump: the bytes queued and not yet written (a snapshot).
+    pub fn unwritten_bytes(&self) -> u64 {
+        self.unwritten_bytes.load(Ordering::Relaxed)
     }
 
     /// Writer: a message was taken off the queue; wakes the pump if it was waiting for room.
@@ -196,8 +210,10 @@ impl<W> Downstream<W> {
         }
     }
 
-    /// Writer: a message is written, or its EOF done (or consumed otherwise).
-    pub fn written(&self) {
+    /// Writer: a message of `bytes` is written, or its EOF done (or consumed otherwise).
+    pub fn written(&self, bytes: usize) {
+        self.unwritten_bytes
+            .fetch_sub(bytes as u64, Ordering::Relaxed);
         self.unwritten.fetch_sub(1, Ordering::SeqCst);
     }
 
@@ -222,7 +238,7 @@ mod tests {
     #[test]
     fn a_ring_before_the_wait_is_not_lost() {
         let shared = Downstream::<()>::default();
-        shared.queueing();
+        shared.queueing(0);
         assert_eq!(shared.queued(), None, "a writer is attached");
         assert_eq!(shared.wait(None), Woken::Rung);
         let soon = Instant::now() + Duration::from_millis(20);
@@ -245,7 +261,7 @@ mod tests {
         };
         // Give the writer time to fall asleep, so the rings have to wake it.
         thread::sleep(Duration::from_millis(50));
-        shared.queueing();
+        shared.queueing(0);
         assert_eq!(shared.queued(), None);
         thread::sleep(Duration::from_millis(50));
         shared.close();
@@ -270,7 +286,7 @@ mod tests {
             None,
             "nothing queued: park"
         );
-        shared.queueing();
+        shared.queueing(0);
         assert_eq!(
             shared.queued(),
             Some("tools"),
@@ -282,7 +298,7 @@ mod tests {
     #[test]
     fn a_ring_before_the_rest_keeps_the_writer_on_its_thread() {
         let shared = Downstream::<&str>::default();
-        shared.queueing();
+        shared.queueing(0);
         assert_eq!(shared.queued(), None);
         assert_eq!(shared.rest("tools", Instant::now()), Some("tools"));
         assert_eq!(shared.take_parked(), None);
@@ -296,7 +312,7 @@ mod tests {
             thread::spawn(move || shared.rest("tools", Instant::now() + Duration::from_secs(10)))
         };
         thread::sleep(Duration::from_millis(50));
-        shared.queueing();
+        shared.queueing(0);
         assert_eq!(shared.queued(), None, "the lingering writer takes it");
         assert_eq!(writer.join().unwrap(), Some("tools"));
 

@@ -24,6 +24,7 @@ pub mod error;
 pub mod forward;
 #[allow(unsafe_code)]
 pub mod heap;
+pub mod hold;
 pub mod hostkey;
 pub mod keyfile;
 #[allow(unsafe_code)]

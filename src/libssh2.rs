@@ -120,8 +120,18 @@ extern "C" fn gated_recv(
     if gate == RecvGate::Drained {
         return -(libc::EAGAIN as libc::ssize_t);
     }
-    // SAFETY: libssh2 passes its own receive buffer with its length and the session's
-    // socket, exactly as it would to recv() in its default callback.
+    // The allowance holds while the gate is on (the pump, non-blocking): in blocking mode
+    // libssh2 would wait on a readable socket for a read that never comes.
+    let allowance = match gate {
+        RecvGate::Off => u64::MAX,
+        _ => recv_allowance(),
+    };
+    if allowance == 0 {
+        return -(libc::EAGAIN as libc::ssize_t);
+    }
+    let length = length.min(usize::try_from(allowance).unwrap_or(usize::MAX));
+    // SAFETY: libssh2 passes its own receive buffer with its length (or less) and the
+    // session's socket, exactly as it would to recv() in its default callback.
     let rc = unsafe { libc::recv(socket, buffer, length, flags) };
     if rc < 0 {
         let errno = last_errno();
@@ -135,8 +145,28 @@ extern "C" fn gated_recv(
     }
     if rc > 0 {
         RECEIVED.with(|n| n.set(n.get() + rc as u64));
+        if allowance != u64::MAX {
+            RECV_ALLOWANCE.with(|a| a.set(allowance - rc as u64));
+        }
     }
     rc
+}
+
+thread_local! {
+    static RECV_ALLOWANCE: Cell<u64> = const { Cell::new(u64::MAX) };
+}
+
+/// Sets how many more bytes this thread's gated reads may take from the socket before
+/// the gate answers "would block" without a system call (the pump: its headroom under
+/// `limits.max_queued_mib`, hold.rs); `u64::MAX`: no limit. It applies while the receive
+/// gate is on, and the gate's state is left alone: the socket may still hold data.
+pub fn set_recv_allowance(bytes: u64) {
+    RECV_ALLOWANCE.with(|a| a.set(bytes));
+}
+
+/// What is left of this thread's receive allowance.
+pub fn recv_allowance() -> u64 {
+    RECV_ALLOWANCE.with(Cell::get)
 }
 
 thread_local! {

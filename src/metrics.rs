@@ -67,6 +67,20 @@ fn encode_session(state: &State, encoder: &mut DescriptorEncoder) -> std::fmt::R
         "1 while an authenticated session with the relay is up",
         i64::from(state.session_up()),
     )?;
+    let (held, holds) = state.input_held();
+    gauge(
+        encoder,
+        "flytube_relay_input_held",
+        "1 while flytube reads nothing from the relay: its connections hold limits.max_queued_mib for targets that do not keep up",
+        i64::from(held),
+    )?;
+    let counter = ConstCounter::new(holds);
+    counter.encode(encoder.encode_descriptor(
+        "flytube_relay_input_holds",
+        "Times flytube stopped reading the relay for targets that do not keep up",
+        None,
+        counter.metric_type(),
+    )?)?;
     let counter = ConstCounter::new(state.reconnects());
     counter.encode(encoder.encode_descriptor(
         "flytube_reconnects",
@@ -231,6 +245,8 @@ mod tests {
             "flytube_connections_total{forward=\"localhost:8443\",result=\"completed\"} 0",
             "flytube_bytes_total{forward=\"localhost:8443\",direction=\"to_target\"} 100",
             "flytube_bytes_total{forward=\"localhost:8443\",direction=\"from_target\"} 7",
+            "flytube_relay_input_held 0",
+            "flytube_relay_input_holds_total 0",
             "flytube_reconnects_total 0",
             "flytube_busy_polls_total{outcome=\"answered\"} 0",
             "flytube_busy_polls_total{outcome=\"ran_out\"} 0",

@@ -19,6 +19,7 @@ use crate::busy_poll;
 use crate::conn::{Conn, is_session_fatal};
 use crate::forward::ForwardSpec;
 use crate::forward::{Via, join_host_port};
+use crate::hold::{self, InputHold};
 use crate::libssh2::{self, RecvGate};
 use crate::notify::Notifier;
 use crate::pool::Pool;
@@ -129,6 +130,8 @@ pub struct Pump<'a> {
     scratch: Vec<u8>,
     /// How long to poll without sleeping before each sleep, per kind of wait.
     busy_poll: busy_poll::Governor,
+    /// Whether the relay's input is held for targets that do not keep up.
+    hold: InputHold,
     /// Target sockets of the next poll.
     targets: Targets,
     /// Connections counted as active in the metrics, so each is counted out once.
@@ -182,6 +185,7 @@ impl<'a> Pump<'a> {
         let settings = parts.settings;
         let busy_poll =
             busy_poll::Governor::new(busy_poll::effective_limit(settings.limits.busy_poll));
+        let hold = InputHold::new(settings.limits.max_queued);
         let states = parts.state.forwards();
         let slots = settings
             .forwards
@@ -210,6 +214,7 @@ impl<'a> Pump<'a> {
             next_id: parts.next_id,
             scratch: vec![0u8; SCRATCH],
             busy_poll,
+            hold,
             targets: Targets::default(),
             counted: HashSet::new(),
             origins: HashMap::new(),
@@ -228,13 +233,18 @@ impl<'a> Pump<'a> {
         self.liveness.touch();
         let mut end = self.serve();
         if self.liveness.tripped() {
-            // Whatever call failed after the watchdog cut the socket, silence was the cause.
-            end = PumpEnd::Lost(format!(
-                "no answer from the relay for {:.1}s (keepalive {}s x {})",
+            // Whatever call failed after the watchdog cut the socket, silence was the cause:
+            // the relay's, or the targets' while the pump held the relay's input for them.
+            let silent = format!(
+                "{:.1}s (keepalive {}s x {})",
                 self.liveness.tripped_after().as_secs_f64(),
                 self.settings.keepalive.interval.as_secs(),
                 self.settings.keepalive.count
-            ));
+            );
+            end = PumpEnd::Lost(match self.hold.describe() {
+                Some(held) => format!("{held}, and they took none of it for {silent}"),
+                None => format!("no answer from the relay for {silent}"),
+            });
         }
         match &end {
             PumpEnd::Lost(reason) => self.teardown(reason),
@@ -242,7 +252,9 @@ impl<'a> Pump<'a> {
             PumpEnd::Stopped => {}
         }
         self.liveness.end();
+        self.state.set_input_held(false);
         libssh2::set_recv_gate(RecvGate::Off);
+        libssh2::set_recv_allowance(u64::MAX);
         (end, self.settings)
     }
 
@@ -254,6 +266,7 @@ impl<'a> Pump<'a> {
             log::warn!("no forward is serving yet; retrying the refused ones");
         }
         libssh2::install_socket_callbacks(&self.session);
+        libssh2::set_recv_allowance(self.hold.headroom());
         self.set_blocking(false);
         let mut woken = false;
         loop {
@@ -281,6 +294,7 @@ impl<'a> Pump<'a> {
             if let Err(reason) = passed {
                 return PumpEnd::Lost(reason);
             }
+            self.hold_input_if_full();
             if pass.inbound {
                 self.liveness.touch();
                 self.state.touch_relay_input();
@@ -310,6 +324,25 @@ impl<'a> Pump<'a> {
         }
     }
 
+    /// Keeps what the connections hold for their targets under `limits.max_queued_mib`
+    /// (hold.rs). libssh2 may read from the relay only the room left under the bound at
+    /// the last count (the receive allowance); once that is used up, the pump counts again,
+    /// and when the count is near the bound it holds the relay's input: the allowance is
+    /// zero and the receive gate shut, so libssh2's calls read nothing more from the
+    /// socket, and `will_read` keeps the socket out of the poll until the count falls.
+    fn hold_input_if_full(&mut self) {
+        if !self.hold.count_due(libssh2::recv_allowance()) {
+            return;
+        }
+        let bytes = self.conns.iter().map(Conn::held_for_target).sum();
+        let held = self.hold.counted(bytes, Instant::now());
+        self.state.set_input_held(held);
+        libssh2::set_recv_allowance(self.hold.headroom());
+        if held {
+            libssh2::set_recv_gate(RecvGate::Drained);
+        }
+    }
+
     /// Data or a window adjust another channel's call drained off the socket sits in
     /// libssh2's queue and will not make the socket readable again: look before sleeping.
     /// Not while a packet waits to go out: that needs POLLOUT, not a spin.
@@ -326,6 +359,9 @@ impl<'a> Pump<'a> {
     /// next timer is due. True when the wake line rang.
     fn sleep(&mut self, pass: &Pass) -> std::io::Result<bool> {
         let mut timeout = self.sleep_limit(pass);
+        if self.hold.is_held() {
+            timeout = timeout.min(hold::LONGEST_SLEEP_WHILE_HELD);
+        }
         if let Some(ack_left) = self.settle_ack() {
             timeout = timeout.min(ack_left);
         }
@@ -850,6 +886,9 @@ impl<'a> Pump<'a> {
     /// drain (no listeners) with every connection back-pressured, nothing would, and a
     /// readable socket would make every wait return at once.
     fn will_read(&self) -> bool {
+        if self.hold.is_held() {
+            return false;
+        }
         self.slots.iter().any(|s| s.listener.is_some())
             || !matches!(self.probe, Probe::Idle)
             || self.conns.iter().any(|c| !c.is_back_pressured())
@@ -1049,6 +1088,9 @@ impl<'a> Pump<'a> {
         self.state
             .set_forwards(live.map(|s| s.state.clone()).collect());
         self.busy_poll = busy_poll::Governor::new(busy_poll::effective_limit(new.limits.busy_poll));
+        self.hold.set_bound(new.limits.max_queued);
+        // Count again under the new bound before reading more.
+        libssh2::set_recv_allowance(0);
         self.settings = new;
         self.request_due_forwards()?;
         Ok(false)

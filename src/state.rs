@@ -159,6 +159,9 @@ impl ForwardState {
 pub struct State {
     started_unix: u64,
     session_up: AtomicBool,
+    /// The pump holds the relay's input: its connections hold `limits.max_queued_mib`.
+    input_held: AtomicBool,
+    input_holds: AtomicU64,
     ever_ready: AtomicBool,
     reconnects: AtomicU64,
     /// Busy polls that found the answer, and those that ran out and slept.
@@ -179,6 +182,8 @@ impl State {
         Arc::new(State {
             started_unix: unix_now().as_secs(),
             session_up: AtomicBool::new(false),
+            input_held: AtomicBool::new(false),
+            input_holds: AtomicU64::new(0),
             ever_ready: AtomicBool::new(false),
             reconnects: AtomicU64::new(0),
             busy_polls: [AtomicU64::new(0), AtomicU64::new(0)],
@@ -244,6 +249,21 @@ impl State {
     /// True while a session is up.
     pub fn session_up(&self) -> bool {
         self.session_up.load(Ordering::SeqCst)
+    }
+
+    /// The pump started (true) or stopped (false) holding the relay's input.
+    pub fn set_input_held(&self, held: bool) {
+        if !self.input_held.swap(held, Ordering::Relaxed) && held {
+            self.input_holds.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// True while the pump holds the relay's input; and how many times it started to.
+    pub fn input_held(&self) -> (bool, u64) {
+        (
+            self.input_held.load(Ordering::Relaxed),
+            self.input_holds.load(Ordering::Relaxed),
+        )
     }
 
     /// One more reconnect.

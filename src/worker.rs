@@ -57,6 +57,16 @@ pub enum Down {
     Eof,
 }
 
+impl Down {
+    /// The bytes it carries for the target.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Down::Data(data) => data.len(),
+            Down::Eof => 0,
+        }
+    }
+}
+
 /// What a writer needs; parked in the connection's `Downstream` while no thread writes.
 pub struct WriterTools {
     target: Arc<TcpStream>,
@@ -114,7 +124,8 @@ impl Link {
             return Ok(());
         }
         // Counted before it is visible to the writer, which uncounts it after writing.
-        self.downstream.queueing();
+        let bytes = message.bytes();
+        self.downstream.queueing(bytes);
         let result = self.down.try_send(message);
         match &result {
             Ok(()) => {
@@ -126,7 +137,7 @@ impl Link {
                     return Err(TrySendError::Disconnected(Down::Eof));
                 }
             }
-            Err(_) => self.downstream.not_queued(),
+            Err(_) => self.downstream.not_queued(bytes),
         }
         result
     }
@@ -156,6 +167,11 @@ impl Link {
     /// True when the writer has written everything it was given.
     pub fn writer_idle(&self) -> bool {
         self.downstream.idle()
+    }
+
+    /// Bytes given to the writer and not yet written to the target.
+    pub fn unwritten_bytes(&self) -> u64 {
+        self.downstream.unwritten_bytes()
     }
 }
 
@@ -298,7 +314,7 @@ fn serve_handshake(
             RecvTimeoutError::Timeout => io::Error::from(io::ErrorKind::TimedOut),
             RecvTimeoutError::Disconnected => io::Error::other("connection ended"),
         })?;
-        took_message(flags, waker);
+        took_message(flags, waker, &message);
         Ok(match message {
             Down::Data(bytes) => Some(bytes),
             Down::Eof => None,
@@ -355,9 +371,9 @@ fn log_dynamic(id: u64, forward: &str, report: &dynamic::Report) {
 }
 
 /// The bookkeeping the writer does for each message it takes, done by whoever takes it.
-fn took_message(flags: &Shared, waker: &Waker) {
+fn took_message(flags: &Shared, waker: &Waker, message: &Down) {
     flags.took(waker);
-    flags.written();
+    flags.written(message.bytes());
 }
 
 /// Drops what the client still sends until it leaves or `limit` passes.
@@ -366,7 +382,7 @@ fn linger(down: &Receiver<Down>, flags: &Shared, waker: &Waker, limit: Duration)
     loop {
         match take(down, flags, Some(deadline)) {
             Ok(message) => {
-                took_message(flags, waker);
+                took_message(flags, waker, &message);
                 if matches!(message, Down::Eof) {
                     return;
                 }
@@ -405,7 +421,7 @@ fn write_to_target(tools: WriterTools, shared: Arc<Shared>, waker: Waker, linger
         match message {
             Down::Data(buf) => {
                 let written = (&*tools.target).write_all(&buf);
-                shared.written();
+                shared.written(buf.len());
                 if let Err(e) = written {
                     // Tell the pump why; the shut socket ends its reads too.
                     let why = format!("write to target: {e}");
@@ -418,7 +434,7 @@ fn write_to_target(tools: WriterTools, shared: Arc<Shared>, waker: Waker, linger
             }
             Down::Eof => {
                 let _ = tools.target.shutdown(Shutdown::Write);
-                shared.written();
+                shared.written(0);
                 return;
             }
         }

@@ -232,6 +232,13 @@ fn yaml_errors_name_the_line_and_key() {
         78,
         &["limits.busy_poll_us 5000", "0-1000"],
     );
+    let queued = f.write("queued.yaml", "limits:\n  max_queued_mib: 0\n");
+    expect_error(
+        with(f.base(), &["-c", &queued, "-R", "1:h:2"]),
+        &[],
+        78,
+        &["limits.max_queued_mib 0", "1-1048576"],
+    );
     let level = f.write("level.yaml", "log:\n  level: loud\n");
     expect_error(
         with(f.base(), &["-c", &level, "-R", "1:h:2"]),
@@ -382,6 +389,7 @@ fn example_config_parses_and_is_complete() {
         "idle_timeout_secs",
         "drain_timeout_secs",
         "busy_poll_us",
+        "max_queued_mib",
         "ciphers",
         "log",
         "level",

@@ -6,6 +6,9 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -561,4 +564,140 @@ fn busy_polling_waits_for_a_fast_target_and_can_be_turned_off() {
     eprintln!("busy_poll_us 1000, {cpus} CPUs: {answered} answered, {ran_out} ran out");
     let off = busy_polls_after_round_trips(&relay, "limits:\n  busy_poll_us: 0\n", 300);
     assert_eq!(off, (0, 0), "busy_poll_us: 0 must always sleep");
+}
+
+/// A target whose connections read nothing until `open` is set, then read to the end;
+/// each sends (length, FNV-1a hash) of what it read. Accepted sockets have a small
+/// receive buffer, so what the target's kernel takes in is small beside the test's data.
+fn gated_sink(open: Arc<AtomicBool>) -> (u16, Receiver<(usize, u64)>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    socket2::SockRef::from(&listener)
+        .set_recv_buffer_size(16 * 1024)
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let (open, tx) = (open.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !open.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let mut stream = stream;
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                let (mut len, mut hash) = (0usize, 0xcbf2_9ce4_8422_2325u64);
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    len += n;
+                    hash = buf[..n].iter().fold(hash, |h, &b| {
+                        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                    });
+                }
+                let _ = tx.send((len, hash));
+            });
+        }
+    });
+    (port, rx)
+}
+
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The platform (or a relay) sends to targets that read nothing: each connection may hold
+/// its 2 MiB window and its writer's queue, and 16 of them grew flytube by 43 MiB with the
+/// bound out of the way (`max_queued_mib` at its largest). With `limits.max_queued_mib: 4`
+/// flytube stops reading the relay at 4 MiB (4.5-6.3 MiB of growth measured: the bound
+/// counts data, not the heap it passed through), says so in its log and metrics, and
+/// when the targets read again every byte arrives intact and the session is the same one.
+#[test]
+fn relay_data_for_targets_that_do_not_read_stays_under_max_queued_mib() {
+    const CLIENTS: u64 = 16;
+    const EACH: usize = 6 * 1024 * 1024;
+    const GROWTH_LIMIT_KIB: u64 = 16 * 1024;
+    let relay = Relay::start();
+    let open = Arc::new(AtomicBool::new(false));
+    let (target, results) = gated_sink(open.clone());
+    let source = free_port();
+    let metrics_port = free_port();
+    let config = relay.write("hold.yaml", "limits:\n  max_queued_mib: 4\n");
+    let mut args = relay.args();
+    args.extend(forward(source, target));
+    args.extend([
+        "-c".to_string(),
+        config,
+        "--metrics-listen".to_string(),
+        format!("127.0.0.1:{metrics_port}"),
+    ]);
+    let flytube = Flytube::start(&args);
+    flytube.wait_for("serving", READY);
+    let before = status_kib(flytube.pid(), "VmRSS");
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|seed| {
+            std::thread::spawn(move || {
+                let data = random_bytes(EACH, seed);
+                let mut stream = connect(source);
+                stream
+                    .set_write_timeout(Some(Duration::from_secs(60)))
+                    .unwrap();
+                stream.write_all(&data).unwrap();
+                stream.shutdown(std::net::Shutdown::Write).unwrap();
+                (data.len(), fnv1a(&data))
+            })
+        })
+        .collect();
+    let held = |text: &str| metric(text, "flytube_relay_input_held");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while held(&get(metrics_port, "/metrics").1) != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "relay input not held within 20 s; log:\n{}",
+            flytube.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Held: whatever the relay still sends waits in its socket, not in flytube.
+    std::thread::sleep(Duration::from_secs(1));
+    let during = status_kib(flytube.pid(), "VmRSS");
+    eprintln!(
+        "flytube RSS {:.1} MiB before, {:.1} MiB while the targets read nothing",
+        before as f64 / 1024.0,
+        during as f64 / 1024.0
+    );
+    assert!(
+        during < before + GROWTH_LIMIT_KIB,
+        "flytube grew from {before} to {during} KiB with max_queued_mib 4"
+    );
+    flytube.assert_logged("holding the relay's input");
+    open.store(true, Ordering::SeqCst);
+    let mut sent: Vec<(usize, u64)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let mut arrived: Vec<(usize, u64)> = (0..CLIENTS)
+        .map(|_| results.recv_timeout(Duration::from_secs(60)).unwrap())
+        .collect();
+    sent.sort_unstable();
+    arrived.sort_unstable();
+    assert_eq!(arrived, sent, "every connection's bytes, intact");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = get(metrics_port, "/metrics").1;
+        if held(&text) == Some(0) || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        held(&text),
+        Some(0),
+        "still held after the targets read:\n{text}"
+    );
+    assert!(
+        metric(&text, "flytube_relay_input_holds_total") >= Some(1),
+        "{text}"
+    );
+    assert_eq!(flytube.count("tunnel down"), 0, "{}", flytube.output());
 }

@@ -43,6 +43,13 @@ pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(60);
 pub const DEFAULT_STANDBY_RETRY: Duration = Duration::from_secs(5);
 /// Connections served at once; each costs two small threads.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+/// Relay data held for targets that do not keep up, in MiB, beyond which flytube stops
+/// reading the relay. Each connection holds at most its window (2 MiB) in libssh2 and
+/// about 1.5 MiB on its way to the target, so without this bound a relay could make
+/// `DEFAULT_MAX_CONNECTIONS` stalled connections hold some 7 GiB.
+pub const DEFAULT_MAX_QUEUED_MIB: u64 = 256;
+/// A mebibyte.
+const MIB: u64 = 1024 * 1024;
 /// Limit on dialing a target inside the network.
 pub const DEFAULT_TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight connections may finish after SIGTERM.
@@ -377,6 +384,9 @@ pub struct LimitsSettings {
     /// How long the pump may poll, without sleeping, before it sleeps (busy_poll.rs);
     /// zero: never.
     pub busy_poll: Duration,
+    /// Most relay data held for targets that do not keep up, in bytes (`max_queued_mib`),
+    /// before the pump stops reading the relay until they take some.
+    pub max_queued: u64,
 }
 
 impl LimitsSettings {
@@ -422,6 +432,11 @@ impl LimitsSettings {
                 crate::busy_poll::DEFAULT_LIMIT,
                 0..=crate::busy_poll::MAX_LIMIT_US,
             )?,
+            max_queued: in_range(
+                "limits.max_queued_mib",
+                file.max_queued_mib.unwrap_or(DEFAULT_MAX_QUEUED_MIB),
+                1..=1024 * 1024,
+            )? * MIB,
         })
     }
 
@@ -433,6 +448,7 @@ impl LimitsSettings {
             drain_timeout_secs: Some(self.drain_timeout.as_secs()),
             handshake_timeout_secs: Some(self.handshake_timeout.as_secs()),
             busy_poll_us: Some(self.busy_poll.as_micros() as u64),
+            max_queued_mib: Some(self.max_queued / MIB),
         }
     }
 }
