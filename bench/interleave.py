@@ -2,9 +2,9 @@
 """Interleaved A/B: flytube binaries and OpenSSH `ssh -R` up at the same time against one
 relay, measured in turns (A, B, A, B, ...) so that the machine's load swings hit every
 connector alike. For the figures that a shared machine makes noisy: throughput and CPU per GB
-(iperf3, 1 stream), RTT, redis-benchmark, ab. Prints the median of each figure per connector and the ratio to the first one.
+(iperf3, 1 stream; tput4: 4 streams), RTT, redis-benchmark, ab. Prints the median of each figure per connector and the ratio to the first one.
 
-    python3 bench/interleave.py [--rounds 9] [--cipher C] [--flytube BIN ...] [--what tput,rtt,redis,ab,scale1000]
+    python3 bench/interleave.py [--rounds 9] [--cipher C] [--flytube BIN ...] [--what tput,tput4,rtt,redis,ab,scale1000]
                                 [--ssh-option NAME=VALUE ...]
 
 With no --flytube, target/release/flytube is compared with OpenSSH; with several, each is
@@ -26,14 +26,17 @@ def measure(ctx, c, what, quick):
     """One turn of every figure in `what` through connector `c`'s forwards."""
     ports, extra = {"echo": c.fwd_echo}, c.fwd_extra
     out = {}
-    if "tput" in what:
+    for streams in (1, 4):
+        if ("tput" if streams == 1 else "tput4") not in what:
+            continue
+        tag = "" if streams == 1 else ", 4 streams"
         for label, reverse in (("relay->target", False), ("target->relay", True)):
             cpu0 = bench.proc_cpu_s(c.pid)
-            mbps, nbytes = bench.iperf(ctx, c.fwd_iperf, 2 if quick else 4, 1, reverse)
+            mbps, nbytes = bench.iperf(ctx, c.fwd_iperf, 2 if quick else 4, streams, reverse)
             cpu = bench.proc_cpu_s(c.pid) - cpu0
             if mbps:
-                out[f"throughput {label} (MB/s)"] = mbps
-                out[f"CPU per GB {label} (s/GB)"] = cpu / (nbytes / 1e9)
+                out[f"throughput {label}{tag} (MB/s)"] = mbps
+                out[f"CPU per GB {label}{tag} (s/GB)"] = cpu / (nbytes / 1e9)
     if "rtt" in what:
         count = 500 if quick else 5000
         cpu0 = bench.proc_cpu_s(c.pid)

@@ -509,15 +509,14 @@ fn byte_counters_move_while_a_connection_is_open() {
     drop(c);
 }
 
-/// Small round trips through a tunnel whose settings file is `settings`; returns the
-/// busy-poll counters (answered, ran out) from the metrics.
-fn busy_polls_after_round_trips(relay: &Relay, settings: &str, round_trips: usize) -> (u64, u64) {
-    let echo = Target::echo();
+/// flytube serving one forward to `target` with the settings file `settings` and metrics
+/// on a port of their own; returns it, the forward's relay port and the metrics port.
+fn serving_with_metrics(relay: &Relay, target: u16, settings: &str) -> (Flytube, u16, u16) {
     let source = free_port();
     let metrics_port = free_port();
-    let config = relay.write(&format!("busy-{metrics_port}.yaml"), settings);
+    let config = relay.write(&format!("settings-{metrics_port}.yaml"), settings);
     let mut args = relay.args();
-    args.extend(forward(source, echo.port));
+    args.extend(forward(source, target));
     args.extend([
         "-c".to_string(),
         config,
@@ -526,6 +525,14 @@ fn busy_polls_after_round_trips(relay: &Relay, settings: &str, round_trips: usiz
     ]);
     let flytube = Flytube::start(&args);
     flytube.wait_for("serving", READY);
+    (flytube, source, metrics_port)
+}
+
+/// Small round trips through a tunnel whose settings file is `settings`; returns the
+/// busy-poll counters (answered, ran out) from the metrics.
+fn busy_polls_after_round_trips(relay: &Relay, settings: &str, round_trips: usize) -> (u64, u64) {
+    let echo = Target::echo();
+    let (flytube, source, metrics_port) = serving_with_metrics(relay, echo.port, settings);
     let mut client = connect(source);
     client.set_nodelay(true).unwrap();
     let mut answer = [0u8; 64];
@@ -623,19 +630,8 @@ fn relay_data_for_targets_that_do_not_read_stays_under_max_queued_mib() {
     let relay = Relay::start();
     let open = Arc::new(AtomicBool::new(false));
     let (target, results) = gated_sink(open.clone());
-    let source = free_port();
-    let metrics_port = free_port();
-    let config = relay.write("hold.yaml", "limits:\n  max_queued_mib: 4\n");
-    let mut args = relay.args();
-    args.extend(forward(source, target));
-    args.extend([
-        "-c".to_string(),
-        config,
-        "--metrics-listen".to_string(),
-        format!("127.0.0.1:{metrics_port}"),
-    ]);
-    let flytube = Flytube::start(&args);
-    flytube.wait_for("serving", READY);
+    let (flytube, source, metrics_port) =
+        serving_with_metrics(&relay, target, "limits:\n  max_queued_mib: 4\n");
     let before = status_kib(flytube.pid(), "VmRSS");
     let clients: Vec<_> = (0..CLIENTS)
         .map(|seed| {
