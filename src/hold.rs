@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 /// A mebibyte.
-const MIB: u64 = 1024 * 1024;
+pub const MIB: u64 = 1024 * 1024;
 
 /// The least the pump may read before it counts again: nearer the bound than this, it
 /// holds the input instead of counting after every small read.
@@ -42,7 +42,6 @@ pub struct InputHold {
 #[derive(Debug, Clone, Copy)]
 struct Held {
     since: Instant,
-    bytes: u64,
     logged: bool,
 }
 
@@ -96,7 +95,7 @@ impl InputHold {
                         self.bound / MIB,
                         match self.unlogged {
                             0 => String::new(),
-                            n => format!("; {n} shorter holds since the last message"),
+                            n => format!("; {n} more holds since the last message"),
                         }
                     );
                     self.last_logged = Some(now);
@@ -104,11 +103,7 @@ impl InputHold {
                 } else {
                     self.unlogged += 1;
                 }
-                self.held = Some(Held {
-                    since: now,
-                    bytes,
-                    logged,
-                });
+                self.held = Some(Held { since: now, logged });
             }
             Some(held) if bytes <= self.bound / 4 * 3 => {
                 if held.logged {
@@ -120,8 +115,7 @@ impl InputHold {
                 }
                 self.held = None;
             }
-            Some(held) => held.bytes = bytes,
-            None => {}
+            Some(_) | None => {}
         }
         self.held.is_some()
     }
@@ -137,7 +131,7 @@ impl InputHold {
             format!(
                 "the relay's input was held for {:.1}s: connections hold {:.1} MiB for targets that do not read (limits.max_queued_mib {})",
                 held.since.elapsed().as_secs_f64(),
-                held.bytes as f64 / MIB as f64,
+                self.last_count as f64 / MIB as f64,
                 self.bound / MIB
             )
         })

@@ -16,6 +16,7 @@ use crate::config::{
 };
 use crate::error::Result;
 use crate::forward::{join_host_port, parse_port};
+use crate::hold::MIB;
 use crate::hostkey::{Fingerprint, HostKeyPolicy};
 use crate::keyfile;
 use crate::logging::LogFormat;
@@ -48,8 +49,6 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
 /// about 1.5 MiB on its way to the target, so without this bound a relay could make
 /// `DEFAULT_MAX_CONNECTIONS` stalled connections hold some 7 GiB.
 pub const DEFAULT_MAX_QUEUED_MIB: u64 = 256;
-/// A mebibyte.
-const MIB: u64 = 1024 * 1024;
 /// Limit on dialing a target inside the network.
 pub const DEFAULT_TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight connections may finish after SIGTERM.
