@@ -1,7 +1,8 @@
 //! Every cipher flytube offers, through the patched libssh2 (multi-block cipher calls),
 //! against a real sshd allowed only that cipher: tens of MiB written in odd-sized pieces
 //! come back intact both ways, with an encrypt-then-MAC MAC, with each UMAC (patch 0009:
-//! sshd drops the session at the first wrong tag, "Corrupted MAC on input"), and across
+//! sshd drops the session at the first wrong tag, "Corrupted MAC on input"), with
+//! chacha20-poly1305 packets on both sides of patch 0019's Poly1305 bound, and across
 //! rekeys.
 
 mod common;
@@ -41,28 +42,46 @@ fn odd_round_trip(port: u16, data: &[u8]) -> Vec<u8> {
     back
 }
 
-/// A relay allowed only `sshd_lines`' algorithms, flytube offering `cipher`, and `mib` MiB
-/// echoed through; asserts the data and the negotiated cipher.
-fn round_trip_with(sshd_lines: &str, cipher: &str, mib: usize) -> Flytube {
+/// An echo tunnel through a relay allowed only `sshd_lines`' algorithms, with flytube
+/// offering `cipher` and logging it as the one negotiated.
+struct Tunnel {
+    _relay: Relay,
+    _echo: Target,
+    flytube: Flytube,
+    port: u16,
+}
+
+fn tunnel_with(sshd_lines: &str, cipher: &str) -> Tunnel {
     let relay = Relay::start_with(sshd_lines);
     let echo = Target::echo();
-    let source = free_port();
+    let port = free_port();
     let mut args = relay.args();
-    args.extend(forward(source, echo.port));
+    args.extend(forward(port, echo.port));
     args.extend(["--ciphers".to_string(), cipher.to_string()]);
     let flytube = Flytube::start(&args);
     flytube.wait_for("serving", READY);
     flytube.assert_logged(&format!("cipher {cipher}"));
+    Tunnel {
+        _relay: relay,
+        _echo: echo,
+        flytube,
+        port,
+    }
+}
+
+/// `mib` MiB echoed through `tunnel_with`'s tunnel; asserts the data.
+fn round_trip_with(sshd_lines: &str, cipher: &str, mib: usize) -> Flytube {
+    let tunnel = tunnel_with(sshd_lines, cipher);
     let data = random_bytes(mib << 20, mib as u64);
-    let back = odd_round_trip(source, &data);
+    let back = odd_round_trip(tunnel.port, &data);
     assert_eq!(
         back.len(),
         data.len(),
         "{cipher}: length; flytube's log:\n{}",
-        flytube.output()
+        tunnel.flytube.output()
     );
     assert!(back == data, "{cipher}: the echoed bytes differ");
-    flytube
+    tunnel.flytube
 }
 
 #[test]
@@ -104,6 +123,47 @@ fn aes256_ctr_with_hmac_sha2_512_round_trips_intact() {
 fn chacha20_poly1305_round_trips_intact() {
     round_trip_with(
         "Ciphers chacha20-poly1305@openssh.com",
+        "chacha20-poly1305@openssh.com",
+        24,
+    );
+}
+
+#[test]
+fn chacha20_poly1305_packets_of_every_size_around_the_evp_poly1305_bound_round_trip() {
+    // Patch 0019 tags packets of 256 bytes or more with libcrypto's Poly1305 and shorter
+    // ones with poly1305.c. One message at a time, each awaited, so each is a packet of
+    // its own: every size from 1 to 600 bytes puts the packets on both sides of the bound,
+    // and sshd drops the session at the first wrong tag.
+    let tunnel = tunnel_with(
+        "Ciphers chacha20-poly1305@openssh.com",
+        "chacha20-poly1305@openssh.com",
+    );
+    let mut stream = connect(tunnel.port);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let data = random_bytes(600, 19);
+    for size in 1..=data.len() {
+        stream.write_all(&data[..size]).unwrap();
+        let mut back = vec![0; size];
+        stream.read_exact(&mut back).unwrap_or_else(|e| {
+            panic!(
+                "{size}-byte message: {e}; flytube's log:\n{}",
+                tunnel.flytube.output()
+            )
+        });
+        assert!(
+            back == data[..size],
+            "{size}-byte message came back changed"
+        );
+    }
+}
+
+#[test]
+fn rekeying_with_chacha20_poly1305_keeps_the_data_intact() {
+    // Each key change makes new ChaCha20 and Poly1305 contexts for each direction.
+    round_trip_with(
+        "Ciphers chacha20-poly1305@openssh.com\nRekeyLimit 4M",
         "chacha20-poly1305@openssh.com",
         24,
     );

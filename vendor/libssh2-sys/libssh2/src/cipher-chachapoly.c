@@ -64,6 +64,44 @@ static EVP_CIPHER_CTX *chacha_evp_new(const unsigned char *key)
     return evp;
 }
 
+#if LIBSSH2_POLY1305_EVP
+/* A POLY1305 MAC context to be keyed per packet, or NULL when no provider
+   offers it. */
+static EVP_MAC_CTX *poly1305_evp_new(void)
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "POLY1305", NULL);
+    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+
+    EVP_MAC_free(mac);  /* the context holds its own reference */
+    return ctx;
+}
+#endif
+
+/* The Poly1305 tag of len bytes at m under the one-time key. libcrypto's
+   Poly1305_Final() clears its state, so the context keeps no key. */
+static int poly1305_tag(struct chachapoly_ctx *ctx,
+                        unsigned char out[POLY1305_TAGLEN],
+                        const unsigned char *m, size_t len,
+                        const unsigned char key[POLY1305_KEYLEN])
+{
+#if LIBSSH2_POLY1305_EVP
+    if(ctx->poly_mac && len >= LIBSSH2_POLY1305_EVP_MIN) {
+        size_t outlen = 0;
+
+        if(!EVP_MAC_init(ctx->poly_mac, key, POLY1305_KEYLEN, NULL) ||
+           !EVP_MAC_update(ctx->poly_mac, m, len) ||
+           !EVP_MAC_final(ctx->poly_mac, out, &outlen, POLY1305_TAGLEN) ||
+           outlen != POLY1305_TAGLEN)
+            return -1;
+        return 0;
+    }
+#else
+    (void)ctx;
+#endif
+    poly1305_auth(out, m, len, key);
+    return 0;
+}
+
 int chachapoly_init(struct chachapoly_ctx *ctx, const unsigned char *key,
                     size_t keylen)
 {
@@ -71,6 +109,9 @@ int chachapoly_init(struct chachapoly_ctx *ctx, const unsigned char *key,
         return LIBSSH2_ERROR_INVAL;
     ctx->main_evp = chacha_evp_new(key);
     ctx->header_evp = chacha_evp_new(key + 32);
+#if LIBSSH2_POLY1305_EVP
+    ctx->poly_mac = poly1305_evp_new();
+#endif
     if(!ctx->main_evp || !ctx->header_evp) {
         chachapoly_free(ctx);
         return LIBSSH2_ERROR_ALLOC;
@@ -84,6 +125,10 @@ void chachapoly_free(struct chachapoly_ctx *ctx)
     EVP_CIPHER_CTX_free(ctx->header_evp);
     ctx->main_evp = NULL;
     ctx->header_evp = NULL;
+#if LIBSSH2_POLY1305_EVP
+    EVP_MAC_CTX_free(ctx->poly_mac);
+    ctx->poly_mac = NULL;
+#endif
 }
 
 int chachapoly_crypt(struct chachapoly_ctx *ctx, libssh2_uint64_t seqnr,
@@ -106,8 +151,8 @@ int chachapoly_crypt(struct chachapoly_ctx *ctx, libssh2_uint64_t seqnr,
     if(!do_encrypt) {
         const unsigned char *tag = src + aadlen + len;
 
-        poly1305_auth(expected_tag, src, aadlen + len, poly_key);
-        if(chachapoly_timingsafe_bcmp(expected_tag, tag, POLY1305_TAGLEN))
+        if(poly1305_tag(ctx, expected_tag, src, aadlen + len, poly_key) ||
+           chachapoly_timingsafe_bcmp(expected_tag, tag, POLY1305_TAGLEN))
             goto out;
     }
 
@@ -118,8 +163,9 @@ int chachapoly_crypt(struct chachapoly_ctx *ctx, libssh2_uint64_t seqnr,
         goto out;
 
     /* If encrypting, calculate and append tag */
-    if(do_encrypt)
-        poly1305_auth(dest + aadlen + len, dest, aadlen + len, poly_key);
+    if(do_encrypt &&
+       poly1305_tag(ctx, dest + aadlen + len, dest, aadlen + len, poly_key))
+        goto out;
 
     r = LIBSSH2_ERROR_NONE;
 out:
