@@ -68,7 +68,9 @@ def measure(ctx, c, what, quick):
         out[f"scale {n} conns: CPU per MB echoed (ms)"] = cpu * 1e3 / max(mbps * seconds, 1e-9)
         bench.wait_settled(ctx, c)
     if "ab" in what and "nginx" in extra:
+        cpu0 = bench.proc_cpu_s(c.pid)
         out["ab new -c 10 (req/s)"] = bench.apache_bench(extra["nginx"], 2000, 10, False)
+        out["CPU per new connection (us)"] = (bench.proc_cpu_s(c.pid) - cpu0) / 2000 * 1e6
         out["ab keep-alive -c 10 (req/s)"] = bench.apache_bench(extra["nginx"], 20000, 10, True)
     return out
 
