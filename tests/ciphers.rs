@@ -14,8 +14,6 @@ use std::time::Duration;
 
 use common::*;
 
-const READY: Duration = Duration::from_secs(20);
-
 /// Sends `data` through the echo tunnel in odd-sized writes (1 byte to ~64 KiB, never a
 /// multiple of a cipher block) and returns what came back.
 fn odd_round_trip(port: u16, data: &[u8]) -> Vec<u8> {
@@ -42,8 +40,8 @@ fn odd_round_trip(port: u16, data: &[u8]) -> Vec<u8> {
     back
 }
 
-/// An echo tunnel through a relay allowed only `sshd_lines`' algorithms, with flytube
-/// offering `cipher` and logging it as the one negotiated.
+/// An echo tunnel (`common::echo_tunnel`) through a relay allowed only `sshd_lines`'
+/// algorithms, with flytube offering `cipher` and logging it as the one negotiated.
 struct Tunnel {
     _relay: Relay,
     _echo: Target,
@@ -53,13 +51,7 @@ struct Tunnel {
 
 fn tunnel_with(sshd_lines: &str, cipher: &str) -> Tunnel {
     let relay = Relay::start_with(sshd_lines);
-    let echo = Target::echo();
-    let port = free_port();
-    let mut args = relay.args();
-    args.extend(forward(port, echo.port));
-    args.extend(["--ciphers".to_string(), cipher.to_string()]);
-    let flytube = Flytube::start(&args);
-    flytube.wait_for("serving", READY);
+    let (echo, port, flytube) = echo_tunnel(&relay, &["--ciphers", cipher]);
     flytube.assert_logged(&format!("cipher {cipher}"));
     Tunnel {
         _relay: relay,
