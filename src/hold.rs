@@ -10,6 +10,11 @@
 //! stop, nothing is dropped, and every connection goes on once the targets take some.
 //! A hold during which the targets take nothing at all outlives the keepalive timeout and
 //! ends the session the way a silent relay does (the watchdog), with this as the reason.
+//!
+//! Via-relay connections (`splice.rs`) are not counted: they drain through the relay
+//! itself, so a hold would also hold back the window adjusts their writes wait for, and
+//! nothing would drain. Each holds at most its two windows and a 64 KiB buffer per
+//! direction, so `limits.max_connections` bounds them.
 
 use std::time::{Duration, Instant};
 
