@@ -199,9 +199,19 @@ pub fn received_at_last_send() -> u64 {
     RECEIVED_AT_SEND.with(Cell::get)
 }
 
-/// libssh2's send callback, counting the sends that put bytes on the socket; otherwise
-/// the same as libssh2's own (`ssh2_send` in misc.c: -errno on failure, EINTR and
-/// EWOULDBLOCK as -EAGAIN).
+/// libssh2's send callback: the pump's pass-long output buffer in front of the socket,
+/// and the counter of sends that put bytes on it; otherwise the same as libssh2's own
+/// (`ssh2_send` in misc.c: -errno on failure, EINTR and EWOULDBLOCK as -EAGAIN).
+///
+/// libssh2 sends each packet as it makes it, one send(2) per packet. A pass of the pump
+/// over many connections makes many small ones (channel-open confirmations, short
+/// answers, EOFs, closes, window adjusts), and each send is a system call here and a
+/// wake-up of the relay's sshd there. While the pump serves (receive gate on), a packet
+/// under `OUTPUT_SMALL` is copied into a buffer instead, which `flush_output` sends as one
+/// write at the end of the pass, before the pump polls or sleeps: what OpenSSH does with
+/// its output buffer once per loop. A larger packet goes out at once, after what the
+/// buffer holds, in one sendmsg(2) of both and without a copy. In blocking mode (gate
+/// off) nothing is buffered: libssh2 then waits for answers to what it sends.
 extern "C" fn counted_send(
     socket: c_int,
     buffer: *const c_void,
@@ -209,18 +219,127 @@ extern "C" fn counted_send(
     flags: c_int,
     _abstract: *mut *mut c_void,
 ) -> libc::ssize_t {
-    // SAFETY: libssh2 passes its own send buffer with its length and the session's
-    // socket, exactly as it would to send() in its default callback.
-    let rc = unsafe { libc::send(socket, buffer, length, flags) };
-    if rc < 0 {
-        return as_callback_error(last_errno());
+    // SAFETY: libssh2 passes its own send buffer with its length, valid for the call.
+    let packet = unsafe { std::slice::from_raw_parts(buffer.cast::<u8>(), length) };
+    OUTPUT.with(|output| {
+        let mut output = output.borrow_mut();
+        if output.socket != socket {
+            // A buffer left from an earlier session's socket (the pump discards it when
+            // it starts): never mix it into this one.
+            output.bytes.clear();
+            output.socket = socket;
+        }
+        let buffering = recv_gate() != RecvGate::Off;
+        if buffering
+            && packet.len() < OUTPUT_SMALL
+            && output.bytes.len() + packet.len() <= OUTPUT_LIMIT
+        {
+            output.bytes.extend_from_slice(packet);
+            return length as libc::ssize_t;
+        }
+        let pending = output.bytes.len();
+        let rc = send_parts(socket, &[&output.bytes, packet], flags);
+        if rc < 0 {
+            return as_callback_error(last_errno());
+        }
+        let rc = rc as usize;
+        output.bytes.drain(..rc.min(pending));
+        match rc.checked_sub(pending) {
+            // The buffer's bytes go first: until they are out, none of the packet is.
+            None | Some(0) if length > 0 => -(libc::EAGAIN as libc::ssize_t),
+            None | Some(0) => 0,
+            Some(took) => took as libc::ssize_t,
+        }
+    })
+}
+
+/// Packets smaller than this wait in the output buffer for the end of the pass; larger
+/// ones (bulk data) are full segments already and go out at once.
+const OUTPUT_SMALL: usize = 16 * 1024;
+
+/// The most the output buffer holds; a packet that would pass it sends the buffer first.
+const OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// The pump's pass-long output buffer (see `counted_send`).
+struct Output {
+    socket: c_int,
+    bytes: Vec<u8>,
+}
+
+thread_local! {
+    static OUTPUT: std::cell::RefCell<Output> = const {
+        std::cell::RefCell::new(Output { socket: -1, bytes: Vec::new() })
+    };
+}
+
+/// One sendmsg(2) of `parts` (empty ones skipped) to `socket`, counted; the raw result.
+fn send_parts(socket: c_int, parts: &[&[u8]; 2], flags: c_int) -> libc::ssize_t {
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 2];
+    let mut count = 0;
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        iov[count] = libc::iovec {
+            iov_base: part.as_ptr().cast_mut().cast::<c_void>(),
+            iov_len: part.len(),
+        };
+        count += 1;
     }
+    if count == 0 {
+        return 0;
+    }
+    // SAFETY: a zeroed msghdr is valid (no address, no control data); it points at `iov`,
+    // whose entries point into `parts`, all of which outlive the call.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = iov.as_mut_ptr();
+    message.msg_iovlen = count as _;
+    // SAFETY: `socket` is the session's socket, as libssh2 would pass it to send();
+    // sendmsg only reads the parts' bytes.
+    let rc = unsafe { libc::sendmsg(socket, &message, flags) };
     if rc > 0 {
         SENDS.with(|n| n.set(n.get() + 1));
         SENT.with(|n| n.set(n.get() + rc as u64));
         RECEIVED_AT_SEND.with(|at| at.set(received()));
     }
     rc
+}
+
+/// Sends what this thread's output buffer holds (the pump, at the end of each pass).
+/// Ok(true) when it is empty after, Ok(false) when the socket took only part of it (poll
+/// for room, then call again), Err for a failed send.
+pub fn flush_output() -> std::io::Result<bool> {
+    OUTPUT.with(|output| {
+        let mut output = output.borrow_mut();
+        if output.bytes.is_empty() {
+            return Ok(true);
+        }
+        let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+        let rc = send_parts(output.socket, &[&output.bytes, &[]], flags);
+        if rc < 0 {
+            let error = std::io::Error::last_os_error();
+            return match error.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(false),
+                _ => Err(error),
+            };
+        }
+        output.bytes.drain(..rc as usize);
+        Ok(output.bytes.is_empty())
+    })
+}
+
+/// True when this thread's output buffer holds bytes not yet sent.
+pub fn output_pending() -> bool {
+    OUTPUT.with(|output| !output.borrow().bytes.is_empty())
+}
+
+/// Drops what this thread's output buffer holds (a new session, or one that ended).
+pub fn discard_output() {
+    OUTPUT.with(|output| {
+        let mut output = output.borrow_mut();
+        output.bytes.clear();
+        output.socket = -1;
+    });
 }
 
 /// What `read_sinking` lends libssh2's read sink for one read: the socket, and what the
@@ -438,6 +557,114 @@ mod tests {
         set_recv_gate(RecvGate::Open);
         // An empty socket closes it too.
         assert_eq!(recv(RecvGate::Drained), -(libc::EAGAIN as libc::ssize_t));
+        set_recv_gate(RecvGate::Off);
+    }
+
+    /// Everything the peer end of a socket pair can read now.
+    fn read_now(peer: &mut std::os::unix::net::UnixStream) -> Vec<u8> {
+        use std::io::Read;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            match peer.read(&mut buf) {
+                Ok(0) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return got,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_output_buffer_sends_small_packets_at_the_end_of_the_pass_in_order() {
+        use std::os::fd::AsRawFd;
+        let (mut peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (mut other_peer, other) = std::os::unix::net::UnixStream::pair().unwrap();
+        for s in [&peer, &ours, &other_peer, &other] {
+            s.set_nonblocking(true).unwrap();
+        }
+        let send_to = |socket: &std::os::unix::net::UnixStream, bytes: &[u8]| {
+            let (fd, ptr) = (socket.as_raw_fd(), bytes.as_ptr().cast());
+            counted_send(
+                fd,
+                ptr,
+                bytes.len(),
+                libc::MSG_NOSIGNAL,
+                std::ptr::null_mut(),
+            )
+        };
+        let send = |bytes: &[u8]| send_to(&ours, bytes);
+        let eagain = -(libc::EAGAIN as libc::ssize_t);
+        discard_output();
+
+        // Blocking mode (gate off): straight to the socket.
+        set_recv_gate(RecvGate::Off);
+        assert_eq!(send(b"hello"), 5);
+        assert_eq!(read_now(&mut peer), b"hello");
+
+        // Serving: small packets wait for the flush, which sends them as one write.
+        set_recv_gate(RecvGate::Open);
+        let sends_before = sends();
+        assert_eq!(send(b"one"), 3);
+        assert_eq!(send(b"two"), 3);
+        assert!(output_pending());
+        assert!(read_now(&mut peer).is_empty());
+        assert!(flush_output().unwrap());
+        assert!(!output_pending());
+        assert_eq!(sends() - sends_before, 1);
+        assert_eq!(read_now(&mut peer), b"onetwo");
+
+        // A large packet goes at once, behind what the buffer held, in one write.
+        let large: Vec<u8> = (0..OUTPUT_SMALL).map(|i| (i % 251) as u8).collect();
+        assert_eq!(send(b"three"), 5);
+        assert_eq!(send(&large), large.len() as libc::ssize_t);
+        assert!(!output_pending());
+        assert_eq!(read_now(&mut peer), [&b"three"[..], &large].concat());
+
+        // Small packets that would pass the limit send the buffer with them.
+        let small = vec![b's'; OUTPUT_SMALL - 1];
+        let fits = OUTPUT_LIMIT / small.len();
+        for _ in 0..fits {
+            assert_eq!(send(&small), small.len() as libc::ssize_t);
+        }
+        assert!(read_now(&mut peer).is_empty());
+        assert_eq!(send(&small), small.len() as libc::ssize_t);
+        assert!(!output_pending());
+        assert_eq!(read_now(&mut peer), small.repeat(fits + 1));
+
+        // A full socket: a small packet waits in the buffer, the flush says "not yet", and
+        // a large packet is refused (EAGAIN: libssh2 keeps it and sends it again) until the
+        // buffer is out, so nothing overtakes it.
+        let mut expected = Vec::new();
+        loop {
+            let rc = send(&large);
+            if rc < 0 {
+                assert_eq!(rc, eagain);
+                break;
+            }
+            expected.extend_from_slice(&large[..rc as usize]);
+        }
+        assert_eq!(send(b"late"), 4);
+        assert!(!flush_output().unwrap());
+        assert_eq!(send(&large), eagain);
+        assert!(output_pending());
+        assert_eq!(read_now(&mut peer), expected);
+        assert!(flush_output().unwrap());
+        assert_eq!(send(&large), large.len() as libc::ssize_t);
+        assert_eq!(read_now(&mut peer), [&b"late"[..], &large].concat());
+
+        // A buffer left for another socket (an earlier session's) never reaches this one.
+        assert_eq!(send(b"stale"), 5);
+        assert_eq!(send_to(&other, b"fresh"), 5);
+        assert!(flush_output().unwrap());
+        assert_eq!(read_now(&mut other_peer), b"fresh");
+        assert!(read_now(&mut peer).is_empty());
+
+        // A failed send is reported, not swallowed.
+        drop(other_peer);
+        assert_eq!(send_to(&other, b"gone"), 4);
+        assert!(flush_output().is_err());
+        discard_output();
         set_recv_gate(RecvGate::Off);
     }
 

@@ -255,6 +255,8 @@ impl<'a> Pump<'a> {
         self.state.set_input_held(false);
         libssh2::set_recv_gate(RecvGate::Off);
         libssh2::set_recv_allowance(u64::MAX);
+        // Anything still buffered was for a socket that is shut down now.
+        libssh2::discard_output();
         (end, self.settings)
     }
 
@@ -265,6 +267,7 @@ impl<'a> Pump<'a> {
         if self.slots.iter().all(|s| s.listener.is_none()) && !self.slots.is_empty() {
             log::warn!("no forward is serving yet; retrying the refused ones");
         }
+        libssh2::discard_output();
         libssh2::install_socket_callbacks(&self.session);
         libssh2::set_recv_allowance(self.hold.headroom());
         self.set_blocking(false);
@@ -286,12 +289,7 @@ impl<'a> Pump<'a> {
                 }
             }
             let mut pass = Pass::default();
-            let corked = self.cork_if_busy();
-            let passed = self.one_pass(&mut pass);
-            if corked {
-                self.uncork();
-            }
-            if let Err(reason) = passed {
+            if let Err(reason) = self.one_pass(&mut pass) {
                 return PumpEnd::Lost(reason);
             }
             self.hold_input_if_full();
@@ -304,6 +302,13 @@ impl<'a> Pump<'a> {
                 && let Some(end) = self.drain_step(started, &mut pass)
             {
                 return end;
+            }
+            // What the pass's packets left in the output buffer goes out as one write,
+            // before any poll or sleep (libssh2.rs `counted_send`).
+            match libssh2::flush_output() {
+                Ok(true) => {}
+                Ok(false) => pass.wants_write = true,
+                Err(e) => return PumpEnd::Lost(format!("sending to the relay failed: {e}")),
             }
             if pass.progress || self.spin_again(&pass) {
                 // No sleep, but targets that became readable meanwhile must not wait for
@@ -1221,26 +1226,6 @@ impl<'a> Pump<'a> {
         {
             let _ = socket2::SockRef::from(&self.socket).set_tcp_quickack(true);
         }
-    }
-
-    /// When several targets have data for the relay, this pass will send as many small
-    /// packets (one per channel, each its own send in libssh2): cork the relay socket so
-    /// that the kernel sends them as full segments at the end of the pass, as one
-    /// wake-up of the relay, instead of one segment and one wake-up per packet. True
-    /// when corked; `uncork` must follow the pass.
-    fn cork_if_busy(&self) -> bool {
-        let ready = self.conns.iter().filter(|c| c.can_read_target()).count();
-        if ready < 2 {
-            return false;
-        }
-        socket2::SockRef::from(&self.socket)
-            .set_tcp_cork(true)
-            .is_ok()
-    }
-
-    /// Sends what a corked pass queued.
-    fn uncork(&self) {
-        let _ = socket2::SockRef::from(&self.socket).set_tcp_cork(false);
     }
 
     fn sleep_limit(&self, pass: &Pass) -> Duration {
