@@ -575,27 +575,41 @@ mod tests {
         }
     }
 
+    /// A socket pair for the output buffer's tests (non-blocking both ends), with this
+    /// thread's buffer emptied.
+    fn output_pair() -> (
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixStream,
+    ) {
+        let (peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+        peer.set_nonblocking(true).unwrap();
+        ours.set_nonblocking(true).unwrap();
+        discard_output();
+        (peer, ours)
+    }
+
+    /// libssh2's send of `bytes` to `socket`, through the callback.
+    fn send_to(socket: &std::os::unix::net::UnixStream, bytes: &[u8]) -> libc::ssize_t {
+        use std::os::fd::AsRawFd;
+        let (fd, ptr) = (socket.as_raw_fd(), bytes.as_ptr().cast());
+        counted_send(
+            fd,
+            ptr,
+            bytes.len(),
+            libc::MSG_NOSIGNAL,
+            std::ptr::null_mut(),
+        )
+    }
+
+    /// A packet too large to wait in the buffer, with a recognisable pattern.
+    fn large_packet() -> Vec<u8> {
+        (0..OUTPUT_SMALL).map(|i| (i % 251) as u8).collect()
+    }
+
     #[test]
     fn the_output_buffer_sends_small_packets_at_the_end_of_the_pass_in_order() {
-        use std::os::fd::AsRawFd;
-        let (mut peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
-        let (mut other_peer, other) = std::os::unix::net::UnixStream::pair().unwrap();
-        for s in [&peer, &ours, &other_peer, &other] {
-            s.set_nonblocking(true).unwrap();
-        }
-        let send_to = |socket: &std::os::unix::net::UnixStream, bytes: &[u8]| {
-            let (fd, ptr) = (socket.as_raw_fd(), bytes.as_ptr().cast());
-            counted_send(
-                fd,
-                ptr,
-                bytes.len(),
-                libc::MSG_NOSIGNAL,
-                std::ptr::null_mut(),
-            )
-        };
+        let (mut peer, ours) = output_pair();
         let send = |bytes: &[u8]| send_to(&ours, bytes);
-        let eagain = -(libc::EAGAIN as libc::ssize_t);
-        discard_output();
 
         // Blocking mode (gate off): straight to the socket.
         set_recv_gate(RecvGate::Off);
@@ -615,7 +629,7 @@ mod tests {
         assert_eq!(read_now(&mut peer), b"onetwo");
 
         // A large packet goes at once, behind what the buffer held, in one write.
-        let large: Vec<u8> = (0..OUTPUT_SMALL).map(|i| (i % 251) as u8).collect();
+        let large = large_packet();
         assert_eq!(send(b"three"), 5);
         assert_eq!(send(&large), large.len() as libc::ssize_t);
         assert!(!output_pending());
@@ -631,6 +645,16 @@ mod tests {
         assert_eq!(send(&small), small.len() as libc::ssize_t);
         assert!(!output_pending());
         assert_eq!(read_now(&mut peer), small.repeat(fits + 1));
+        set_recv_gate(RecvGate::Off);
+    }
+
+    #[test]
+    fn the_output_buffer_keeps_order_on_a_full_socket_and_reports_failure() {
+        let (mut peer, ours) = output_pair();
+        let send = |bytes: &[u8]| send_to(&ours, bytes);
+        let eagain = -(libc::EAGAIN as libc::ssize_t);
+        let large = large_packet();
+        set_recv_gate(RecvGate::Open);
 
         // A full socket: a small packet waits in the buffer, the flush says "not yet", and
         // a large packet is refused (EAGAIN: libssh2 keeps it and sends it again) until the
@@ -654,6 +678,7 @@ mod tests {
         assert_eq!(read_now(&mut peer), [&b"late"[..], &large].concat());
 
         // A buffer left for another socket (an earlier session's) never reaches this one.
+        let (mut other_peer, other) = output_pair();
         assert_eq!(send(b"stale"), 5);
         assert_eq!(send_to(&other, b"fresh"), 5);
         assert!(flush_output().unwrap());
