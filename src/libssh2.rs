@@ -289,14 +289,9 @@ fn send_parts(socket: c_int, parts: &[&[u8]; 2], flags: c_int) -> libc::ssize_t 
     if count == 0 {
         return 0;
     }
-    // SAFETY: a zeroed msghdr is valid (no address, no control data); it points at `iov`,
-    // whose entries point into `parts`, all of which outlive the call.
-    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-    message.msg_iov = iov.as_mut_ptr();
-    message.msg_iovlen = count as _;
-    // SAFETY: `socket` is the session's socket, as libssh2 would pass it to send();
-    // sendmsg only reads the parts' bytes.
-    let rc = unsafe { libc::sendmsg(socket, &message, flags) };
+    // SAFETY: `socket` is the session's socket, as libssh2 would pass it to send(); the
+    // entries point into `parts`, which outlive the call.
+    let rc = unsafe { send_iov(socket, &mut iov[..count], flags) };
     if rc > 0 {
         SENDS.with(|n| n.set(n.get() + 1));
         SENT.with(|n| n.set(n.get() + rc as u64));
@@ -326,11 +321,6 @@ pub fn flush_output() -> std::io::Result<bool> {
         output.bytes.drain(..rc as usize);
         Ok(output.bytes.is_empty())
     })
-}
-
-/// True when this thread's output buffer holds bytes not yet sent.
-pub fn output_pending() -> bool {
-    OUTPUT.with(|output| !output.borrow().bytes.is_empty())
 }
 
 /// Drops what this thread's output buffer holds (a new session, or one that ended).
@@ -416,18 +406,33 @@ extern "C" fn sink_to_socket(
         slot.iov_base = chunk.data.cast_mut().cast::<c_void>();
         slot.iov_len = chunk.len;
     }
+    // SAFETY: `to.socket` is the target socket the caller of `read_sinking` holds open
+    // across the read; the entries point into packets libssh2 keeps queued for this call.
+    let rc = unsafe {
+        send_iov(
+            to.socket,
+            &mut iov[..count],
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    let took = usize::try_from(rc).unwrap_or(0);
+    to.sent += took;
+    took
+}
+
+/// One sendmsg(2) of the buffers `iov` points at to `socket`: the raw result.
+///
+/// # Safety
+/// `socket` is an open socket, and each entry of `iov` points at that many readable bytes
+/// for the duration of the call.
+unsafe fn send_iov(socket: c_int, iov: &mut [libc::iovec], flags: c_int) -> libc::ssize_t {
     // SAFETY: a zeroed msghdr is valid (no address, no control data); it points at `iov`,
     // which outlives the call.
     let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
     message.msg_iov = iov.as_mut_ptr();
-    message.msg_iovlen = count as _;
-    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    // SAFETY: `to.socket` is the target socket the caller of `read_sinking` holds open
-    // across the read; sendmsg only reads the chunks' bytes.
-    let rc = unsafe { libc::sendmsg(to.socket, &message, flags) };
-    let took = usize::try_from(rc).unwrap_or(0);
-    to.sent += took;
-    took
+    message.msg_iovlen = iov.len() as _;
+    // SAFETY: as the caller guarantees; sendmsg only reads the bytes the entries point at.
+    unsafe { libc::sendmsg(socket, &message, flags) }
 }
 
 type SinkFn = extern "C" fn(
@@ -573,6 +578,11 @@ mod tests {
                 Err(e) => panic!("read: {e}"),
             }
         }
+    }
+
+    /// True when this thread's output buffer holds bytes not yet sent.
+    fn output_pending() -> bool {
+        OUTPUT.with(|output| !output.borrow().bytes.is_empty())
     }
 
     /// A socket pair for the output buffer's tests (non-blocking both ends), with this
