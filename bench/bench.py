@@ -246,6 +246,20 @@ def children_of(pid):
     return out
 
 
+def tree_cpu_s(pid):
+    """CPU seconds of pid and its descendants alive now (the relay's sshd: its listener,
+    each session's monitor and the session processes that move the bytes)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += proc_cpu_s(p)
+        except OSError:
+            continue
+        todo += children_of(p)
+    return total
+
+
 def proc_rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -904,11 +918,17 @@ def measure(ctx, c, cipher, out):
         cpu_all, moved = 0.0, 0
         for reverse in (False, True):
             d = "rev" if reverse else "fwd"
-            cpu0 = proc_cpu_s(c.pid)
+            cpu0, relay0 = proc_cpu_s(c.pid), tree_cpu_s(ctx.relay_pid)
             mbps, nbytes = iperf(ctx, c.fwd_iperf, a.iperf_seconds, 1, reverse)
             cpu = proc_cpu_s(c.pid) - cpu0
+            relay = tree_cpu_s(ctx.relay_pid) - relay0
             rec(f"tput_{d}_1", mbps)
             rec(f"cpu_per_gb_{d}", cpu / (nbytes / 1e9) if nbytes else None)
+            # The relay's side of the same run: where its sshd sets the pace (a CPU busy),
+            # what it spends per GB serving this connector decides the row.
+            rec(f"relay_cpu_per_gb_{d}", relay / (nbytes / 1e9) if nbytes else None)
+            # Busy over the transfer itself (iperf3's bytes at its rate), not the start-up.
+            rec(f"relay_cpus_{d}", relay / (nbytes / (mbps * 1e6)) if nbytes else None)
             cpu_all += cpu
             moved += nbytes
             c.check()
@@ -948,7 +968,8 @@ def measure(ctx, c, cipher, out):
         yield
 
     for k in ("tput_fwd_1", "tput_rev_1", "tput_fwd_4", "tput_rev_4", "cpu_per_gb",
-              "cpu_per_gb_fwd", "cpu_per_gb_rev", "rtt_p50", "rtt_p99", "setup_p50", "setup_p99", "churn_median"):
+              "cpu_per_gb_fwd", "cpu_per_gb_rev", "relay_cpu_per_gb_fwd", "relay_cpu_per_gb_rev",
+              "relay_cpus_fwd", "relay_cpus_rev", "rtt_p50", "rtt_p99", "setup_p50", "setup_p99", "churn_median"):
         out[k] = median(raw[k])
     out["failed_conns"] = sum(raw["setup_failed"]) + sum(raw["churn_failed"])
 
@@ -1135,6 +1156,12 @@ def figures(scale, clients=True):
         ("cpu_per_gb", "CPU per GB (1-stream runs)", "s/GB", None, 2),
         ("cpu_per_gb_fwd", "CPU per GB relay->target (1 stream)", "s/GB", "cpu", 2),
         ("cpu_per_gb_rev", "CPU per GB target->relay (1 stream)", "s/GB", "cpu", 2),
+        ("relay_cpu_per_gb_fwd", "relay sshd CPU per GB relay->target (1 stream)", "s/GB",
+         None, 2),
+        ("relay_cpu_per_gb_rev", "relay sshd CPU per GB target->relay (1 stream)", "s/GB",
+         None, 2),
+        ("relay_cpus_fwd", "relay sshd CPUs busy, relay->target (1 stream)", "", None, 2),
+        ("relay_cpus_rev", "relay sshd CPUs busy, target->relay (1 stream)", "", None, 2),
         ("idle100_before_rss", f"RSS with {IDLE_AFTER_BULK} idle conns before the bulk runs",
          "MB", None, 1),
         ("idle100_after_rss", f"RSS with {IDLE_AFTER_BULK} idle conns right after the bulk runs",
@@ -1327,6 +1354,7 @@ class Ctx:
         self.echo_port = None
         self.lingering = []
         self.extra_targets = {}  # name -> port of the real-client targets that run
+        self.relay_pid = None  # the relay's sshd (its CPU is read beside the connector's)
 
     def target_ports(self):
         return [self.echo_port, self.iperf_port] + list(self.extra_targets.values())
@@ -1451,6 +1479,7 @@ def main(argv):
         relay_port = free_port()
         make_keys(d, user, relay_port)
         sshd = start_relay(procs, d, relay_port, a.cipher_list)
+        ctx.relay_pid = sshd.pid
         ctx.iperf_proc, ctx.iperf_port = start_iperf3(procs, d)
         echo, echo_port = start_echo(procs)
         ctx.echo_port = echo_port

@@ -31,12 +31,14 @@ def measure(ctx, c, what, quick):
             continue
         tag = "" if streams == 1 else ", 4 streams"
         for label, reverse in (("relay->target", False), ("target->relay", True)):
-            cpu0 = bench.proc_cpu_s(c.pid)
+            cpu0, relay0 = bench.proc_cpu_s(c.pid), bench.tree_cpu_s(ctx.relay_pid)
             mbps, nbytes = bench.iperf(ctx, c.fwd_iperf, 2 if quick else 4, streams, reverse)
             cpu = bench.proc_cpu_s(c.pid) - cpu0
+            relay = bench.tree_cpu_s(ctx.relay_pid) - relay0
             if mbps:
                 out[f"throughput {label}{tag} (MB/s)"] = mbps
                 out[f"CPU per GB {label}{tag} (s/GB)"] = cpu / (nbytes / 1e9)
+                out[f"relay sshd CPU per GB {label}{tag} (s/GB)"] = relay / (nbytes / 1e9)
     if "rtt" in what:
         count = 500 if quick else 5000
         cpu0 = bench.proc_cpu_s(c.pid)
@@ -109,9 +111,10 @@ def main(argv):
         user = os.environ.get("USER") or "root"
         relay_port = bench.free_port()
         bench.make_keys(d, user, relay_port)
-        bench.start_relay(procs, d, relay_port, [args.cipher])
+        relay = bench.start_relay(procs, d, relay_port, [args.cipher])
         _, echo_port = bench.start_echo(procs)
         ctx = bench.Ctx(args, procs, d)
+        ctx.relay_pid = relay.pid
         ctx.iperf_proc, ctx.iperf_port = bench.start_iperf3(procs, d)
         iperf_port = ctx.iperf_port
         extra_targets = {}
