@@ -657,6 +657,14 @@ def iperf(ctx, port, seconds, streams, reverse, attempts=2):
     return None, 0
 
 
+def iperf_with_cpu(ctx, c, seconds, streams, reverse):
+    """One `iperf` run through connector `c`, with the CPU seconds the connector and the
+    relay's sshd (all its processes) spent over it: (MB/s, bytes, connector s, relay s)."""
+    cpu0, relay0 = proc_cpu_s(c.pid), tree_cpu_s(ctx.relay_pid)
+    mbps, nbytes = iperf(ctx, c.fwd_iperf, seconds, streams, reverse)
+    return (mbps, nbytes, proc_cpu_s(c.pid) - cpu0, tree_cpu_s(ctx.relay_pid) - relay0)
+
+
 def iperf_once(procs_ctx, port, seconds, streams, reverse):
     argv = ["iperf3", "-c", HOST, "-p", str(port), "-t", str(seconds), "--json",
             "--connect-timeout", "5000"]
@@ -918,10 +926,7 @@ def measure(ctx, c, cipher, out):
         cpu_all, moved = 0.0, 0
         for reverse in (False, True):
             d = "rev" if reverse else "fwd"
-            cpu0, relay0 = proc_cpu_s(c.pid), tree_cpu_s(ctx.relay_pid)
-            mbps, nbytes = iperf(ctx, c.fwd_iperf, a.iperf_seconds, 1, reverse)
-            cpu = proc_cpu_s(c.pid) - cpu0
-            relay = tree_cpu_s(ctx.relay_pid) - relay0
+            mbps, nbytes, cpu, relay = iperf_with_cpu(ctx, c, a.iperf_seconds, 1, reverse)
             rec(f"tput_{d}_1", mbps)
             rec(f"cpu_per_gb_{d}", cpu / (nbytes / 1e9) if nbytes else None)
             # The relay's side of the same run: where its sshd sets the pace (a CPU busy),

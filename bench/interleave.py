@@ -31,10 +31,8 @@ def measure(ctx, c, what, quick):
             continue
         tag = "" if streams == 1 else ", 4 streams"
         for label, reverse in (("relay->target", False), ("target->relay", True)):
-            cpu0, relay0 = bench.proc_cpu_s(c.pid), bench.tree_cpu_s(ctx.relay_pid)
-            mbps, nbytes = bench.iperf(ctx, c.fwd_iperf, 2 if quick else 4, streams, reverse)
-            cpu = bench.proc_cpu_s(c.pid) - cpu0
-            relay = bench.tree_cpu_s(ctx.relay_pid) - relay0
+            mbps, nbytes, cpu, relay = bench.iperf_with_cpu(ctx, c, 2 if quick else 4,
+                                                            streams, reverse)
             if mbps:
                 out[f"throughput {label}{tag} (MB/s)"] = mbps
                 out[f"CPU per GB {label}{tag} (s/GB)"] = cpu / (nbytes / 1e9)
